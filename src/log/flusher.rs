@@ -1,0 +1,231 @@
+//! The flusher: one background thread that makes the committed prefix durable, one `msync`
+//! for every writer waiting at that moment (group commit), and seals complete segments.
+//!
+//! Invariants:
+//! - The durable watermark (`durable_next`) only ever covers the contiguous committed prefix,
+//!   so no record after an unpublished reservation is acknowledged.
+//! - Segments are made durable strictly in order, and a segment's seal is written (and
+//!   synced) only after all of its frames are durable and before any frame of a later segment
+//!   is acknowledged. Recovery relies on this: no valid seal means nothing after it was
+//!   acknowledged.
+//! - A failed `msync` poisons the log and is never retried: the kernel may already have
+//!   dropped the pages it failed to write.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::segment::Segment;
+use super::shared::{Shared, lock};
+use crate::error::{Error, Result};
+use crate::format::segment_header::{SEAL_OFFSET, SEGMENT_HEADER_LEN, Seal};
+use crate::options::Durability;
+
+const PAGE: u64 = 4096;
+
+struct FlushState {
+    /// Make every sequence number below this durable.
+    want: u64,
+    /// A segment was completed: sync and seal it.
+    seal_pending: bool,
+    shutdown: bool,
+    /// The flusher has stopped; nothing more will become durable.
+    stopped: bool,
+}
+
+/// The flusher's hand-off with writers and `sync`.
+pub(crate) struct FlushShared {
+    state: Mutex<FlushState>,
+    work_cv: Condvar,
+    done_cv: Condvar,
+    /// Every sequence number below this is on stable storage.
+    pub(crate) durable_next: AtomicU64,
+    /// `msync` calls made, for group-commit statistics.
+    pub(crate) msync_count: AtomicU64,
+}
+
+impl FlushShared {
+    pub(crate) fn new(durable_next: u64) -> FlushShared {
+        FlushShared {
+            state: Mutex::new(FlushState {
+                want: 0,
+                seal_pending: false,
+                shutdown: false,
+                stopped: false,
+            }),
+            work_cv: Condvar::new(),
+            done_cv: Condvar::new(),
+            durable_next: AtomicU64::new(durable_next),
+            msync_count: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FlushState> {
+        lock(&self.state)
+    }
+
+    pub(crate) fn request_seal(&self) {
+        self.lock().seal_pending = true;
+        self.work_cv.notify_one();
+    }
+
+    pub(crate) fn wake_waiters(&self) {
+        let _g = self.lock();
+        self.done_cv.notify_all();
+    }
+
+    pub(crate) fn shutdown(&self) {
+        self.lock().shutdown = true;
+        self.work_cv.notify_one();
+    }
+
+    /// Waits until every sequence number below `next` is durable.
+    pub(crate) fn wait_durable(&self, shared: &Shared, next: u64) -> Result<()> {
+        if self.durable_next.load(Ordering::Acquire) >= next {
+            return Ok(());
+        }
+        let mut st = self.lock();
+        if st.want < next {
+            st.want = next;
+            self.work_cv.notify_one();
+        }
+        loop {
+            if self.durable_next.load(Ordering::Acquire) >= next {
+                return Ok(());
+            }
+            if shared.is_poisoned() {
+                return Err(Error::Poisoned { cause: shared.poison_cause() });
+            }
+            if st.stopped {
+                return Err(Error::Closed);
+            }
+            st = self.done_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Body of the flusher thread.
+pub(crate) fn run(shared: &Shared, first_unsealed: Arc<Segment>) {
+    let flush = &shared.flush;
+    let mut cursor = first_unsealed;
+    loop {
+        let (want, shutdown) = wait_for_work(shared);
+        if shared.durability() == Durability::Immediate {
+            gather(shared);
+        }
+        match flush_committed(shared, &mut cursor) {
+            Ok(durable) => {
+                flush.durable_next.fetch_max(durable, Ordering::AcqRel);
+                flush.wake_waiters();
+            }
+            Err(e) => {
+                shared.poison(&e);
+                break;
+            }
+        }
+        if shutdown {
+            break;
+        }
+        if want > flush.durable_next.load(Ordering::Acquire) {
+            // A reservation before `want` is still being written: give it a moment.
+            std::thread::yield_now();
+        }
+    }
+    flush.lock().stopped = true;
+    flush.wake_waiters();
+}
+
+fn wait_for_work(shared: &Shared) -> (u64, bool) {
+    let flush = &shared.flush;
+    let mut st = flush.lock();
+    loop {
+        let durable = flush.durable_next.load(Ordering::Acquire);
+        if st.shutdown || st.seal_pending || st.want > durable {
+            break;
+        }
+        st = match shared.durability() {
+            Durability::Periodic(every) => {
+                let (g, timeout) =
+                    flush.work_cv.wait_timeout(st, every).unwrap_or_else(|p| p.into_inner());
+                if timeout.timed_out() {
+                    let mut g = g;
+                    g.want = g.want.max(shared.reserved_next());
+                    g
+                } else {
+                    g
+                }
+            }
+            _ => flush.work_cv.wait(st).unwrap_or_else(|p| p.into_inner()),
+        };
+    }
+    st.seal_pending = false;
+    (st.want, st.shutdown)
+}
+
+/// Group commit: writers that have reserved but not yet published are a few instructions
+/// from publishing; waiting for them (briefly) lets one `msync` cover them too.
+fn gather(shared: &Shared) {
+    for _ in 0..8 {
+        let committed = shared.committed_next.load(Ordering::Acquire);
+        if shared.reserved_next() <= committed {
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(5));
+        if shared.advance_committed().is_err() {
+            return;
+        }
+    }
+}
+
+/// Makes the committed prefix durable; returns the new durable watermark.
+fn flush_committed(shared: &Shared, cursor: &mut Arc<Segment>) -> Result<u64> {
+    let commit = shared.advance_committed()?;
+    loop {
+        let seg = Arc::clone(cursor);
+        let completion = seg.completion().filter(|_| seg.id < commit.segment.id);
+        let end = match completion {
+            Some(c) => seg.data_end(c),
+            None => commit.offset,
+        };
+        sync_range(shared, &seg, end)?;
+        let Some(c) = completion else { break };
+        if !seg.is_sealed() {
+            write_seal(shared, &seg, c)?;
+        }
+        match shared.segment_by_id(seg.id + 1) {
+            Some(next) => *cursor = next,
+            None => break,
+        }
+    }
+    Ok(commit.next_seq)
+}
+
+/// `msync` of the part of `seg` below `end` not yet synced (the header too, on first use).
+fn sync_range(shared: &Shared, seg: &Segment, end: u64) -> Result<()> {
+    let synced = seg.synced_offset.load(Ordering::Acquire);
+    if end <= synced {
+        return Ok(());
+    }
+    let from = synced - synced % PAGE;
+    let map = seg.mapping()?;
+    map.flush_range(from, end - from).map_err(|e| Error::io("msync", &seg.path, e))?;
+    shared.flush.msync_count.fetch_add(1, Ordering::Relaxed);
+    seg.synced_offset.store(end, Ordering::Release);
+    Ok(())
+}
+
+/// Writes the seal of a complete segment whose frames are all durable, and syncs it.
+fn write_seal(shared: &Shared, seg: &Segment, c: super::segment::Completion) -> Result<()> {
+    let (first_ts, max_ts) = seg.index_times();
+    let seal = Seal { record_count: c.record_count, end_offset: c.end_offset, first_ts, max_ts };
+    let map = seg.mapping()?;
+    // SAFETY: bytes 64..128 of the header are written only here, once, by the flusher thread,
+    // and no reference to them is ever formed (readers use the in-memory completion).
+    if !unsafe { map.write(SEAL_OFFSET as u64, &seal.encode()) } {
+        return Err(seg.corrupt(0, crate::error::CorruptionKind::Truncated { what: "segment" }));
+    }
+    map.flush_range(0, SEGMENT_HEADER_LEN as u64).map_err(|e| Error::io("msync", &seg.path, e))?;
+    shared.flush.msync_count.fetch_add(1, Ordering::Relaxed);
+    seg.mark_sealed();
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! The log: open and recover, append from many threads, read, make durable.
+//!
+//! Invariants (each is checked by a test or an assertion):
+//! - Sequence numbers are dense and increase in file order, across segments and restarts.
+//! - A frame is visible to readers only once its commit word is published (release store);
+//!   readers and the flusher only trust the contiguous published prefix.
+//! - The durable watermark covers only that prefix, and segments become durable in order.
+//! - Nothing mmlog hands out as `&[u8]` is ever written again while the file exists.
+
+mod flusher;
+mod prealloc;
+mod reader;
+pub(crate) mod recovery;
+mod reservation;
+pub(crate) mod scan;
+mod segment;
+mod shared;
+mod tail;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use reader::{Reader, Record};
+pub use recovery::{RecoveryReport, Truncation};
+pub use reservation::Reservation;
+
+use crate::error::{Error, Result};
+use crate::format::frame::{self, FRAME_HEADER_LEN};
+use crate::format::segment_header::{SEGMENT_HEADER_LEN, SegmentHeader};
+use crate::options::{Durability, Options};
+use crate::storage::fs as sfs;
+use crate::storage::mmap::Mapping;
+use segment::Segment;
+use shared::Shared;
+
+/// An open log: a directory of segment files owned by this process.
+///
+/// `Log` is `Send + Sync`: share it (`&Log` or `Arc<Log>`) between threads; every method takes
+/// `&self`, and appends from many threads never wait on a lock.
+///
+/// ```
+/// use mmlog::{Durability, Log, Options};
+/// # fn main() -> Result<(), mmlog::Error> {
+/// # let dir = tempfile::tempdir().map_err(|e| mmlog::Error::io("tempdir", ".", e))?;
+/// let log = Log::open(dir.path(), Options::default().durability(Durability::Immediate))?;
+/// let seq = log.append(b"payload")?;          // durable when this returns
+/// let first = log.append_batch(&[b"a".as_slice(), b"b".as_slice()])?;
+/// assert_eq!((seq, first), (0, 1));
+/// assert_eq!(log.last_seq(), Some(2));
+/// let mut reader = log.read_from(0)?;
+/// while let Some(rec) = reader.next() {
+///     let rec = rec?;
+///     println!("{} {:?} {} bytes", rec.seq(), rec.timestamp(), rec.payload().len());
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Log {
+    shared: Arc<Shared>,
+    flusher: Option<JoinHandle<()>>,
+    preparer: Option<JoinHandle<()>>,
+    report: RecoveryReport,
+}
+
+/// Counters describing an open log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogStats {
+    /// Live segment files.
+    pub segments: usize,
+    /// Sequence number of the first record in the log.
+    pub first_seq: u64,
+    /// Sequence number after the last committed record.
+    pub committed_next: u64,
+    /// Sequence number after the last durable record.
+    pub durable_next: u64,
+    /// `msync` calls made by the flusher since open.
+    pub msync_count: u64,
+}
+
+impl Log {
+    /// Opens the log in `dir`, creating it if the directory is missing or empty, recovering
+    /// it otherwise (see [`Log::recovery_report`]).
+    ///
+    /// Fails with [`Error::Locked`] if another handle, in this process or another, has it
+    /// open; with [`Error::NotALog`] for a non-empty directory that is not a log; with
+    /// [`Error::UnsupportedVersion`] for a log written by a newer release; with
+    /// [`Error::Corrupt`] for damage that recovery must not cut off.
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Log> {
+        options.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let created = recovery::prepare_dir(&dir)?;
+        let lock_file = sfs::acquire_lock(&dir)?;
+        let segments_dir = dir.join(sfs::SEGMENTS_DIR);
+        let mut rec = recovery::recover(&segments_dir, options.index_interval)?;
+        rec.report.created = created;
+        if rec.tail_complete || rec.segments.is_empty() {
+            let seg = start_segment(&segments_dir, rec.segments.last(), options.segment_size)?;
+            rec.segments.push(seg);
+            rec.report.segments = rec.segments.len();
+        }
+        let commit_from = rec.segments.iter().find(|s| !s.is_sealed()).cloned();
+        let Some(commit_from) = commit_from.or_else(|| rec.segments.last().cloned()) else {
+            return Err(Error::invalid("log has no segments"));
+        };
+        let next_seq = rec.report.next_seq;
+        let floor = rec.max_ts;
+        let shared = Arc::new(Shared::new(
+            dir.clone(),
+            segments_dir,
+            options,
+            rec.segments,
+            Arc::clone(&commit_from),
+            floor,
+            next_seq,
+            lock_file,
+        )?);
+        let mut log = Log { shared, flusher: None, preparer: None, report: rec.report };
+        log.start_threads(commit_from)?;
+        Ok(log)
+    }
+
+    fn start_threads(&mut self, commit_from: Arc<Segment>) -> Result<()> {
+        let s = Arc::clone(&self.shared);
+        self.flusher = Some(
+            std::thread::Builder::new()
+                .name("mmlog-flusher".into())
+                .spawn(move || flusher::run(&s, commit_from))
+                .map_err(|e| Error::io("spawn flusher", &self.shared.dir, e))?,
+        );
+        let s = Arc::clone(&self.shared);
+        self.preparer = Some(
+            std::thread::Builder::new()
+                .name("mmlog-prealloc".into())
+                .spawn(move || s.spare.run(&s.segments_dir))
+                .map_err(|e| Error::io("spawn preallocator", &self.shared.dir, e))?,
+        );
+        Ok(())
+    }
+
+    /// Appends one record; returns its sequence number (the first record of a log gets 0).
+    ///
+    /// Never waits on a lock: one atomic operation reserves the sequence number and the bytes.
+    /// With [`Durability::Immediate`] it returns once the record is on stable storage.
+    #[inline]
+    pub fn append(&self, payload: &[u8]) -> Result<u64> {
+        self.shared.check_writable()?;
+        let frame_len = self.frame_len(payload.len())?;
+        let (seg, offset, seq) = self.shared.reserve(1, frame_len)?;
+        let ts = self.shared.now_ns();
+        // SAFETY: `reserve` handed this thread `offset..offset + frame_len` of `seg`, which
+        // nobody else writes and no reader looks at until the commit word is published.
+        unsafe { seg.publish_record(offset, seq, ts, payload) };
+        self.after_publish(seq + 1)?;
+        Ok(seq)
+    }
+
+    /// Appends several records with contiguous sequence numbers, reserved in one atomic
+    /// operation; returns the first one's. The batch must fit in one segment.
+    pub fn append_batch(&self, payloads: &[&[u8]]) -> Result<u64> {
+        self.shared.check_writable()?;
+        if payloads.is_empty() {
+            return Err(Error::invalid("empty batch"));
+        }
+        let mut total = 0u64;
+        for p in payloads {
+            total += self.frame_len(p.len())?;
+        }
+        let max = self.shared.options.segment_size - SEGMENT_HEADER_LEN as u64;
+        if total > max {
+            return Err(Error::RecordTooLarge { len: total, max });
+        }
+        let (seg, mut offset, first) = self.shared.reserve(payloads.len() as u64, total)?;
+        let ts = self.shared.now_ns();
+        for (i, p) in payloads.iter().enumerate() {
+            // SAFETY: as in `append`: each frame lies inside this thread's reservation.
+            unsafe { seg.publish_record(offset, first + i as u64, ts, p) };
+            offset += frame::frame_len(p.len() as u64);
+        }
+        self.after_publish(first + payloads.len() as u64)?;
+        Ok(first)
+    }
+
+    /// Reserves a record of `len` bytes to be written in place (zero-copy) and committed with
+    /// [`Reservation::commit`]. Dropping the reservation uncommitted leaves a padding frame.
+    pub fn reserve(&self, len: usize) -> Result<Reservation<'_>> {
+        self.shared.check_writable()?;
+        let frame_len = self.frame_len(len)?;
+        debug_assert_eq!(frame_len, reservation::reserved_frame_len(len as u32));
+        let (seg, offset, seq) = self.shared.reserve(1, frame_len)?;
+        Ok(Reservation::new(&self.shared, seg, offset, seq, len as u32))
+    }
+
+    #[inline]
+    fn frame_len(&self, payload_len: usize) -> Result<u64> {
+        let max = Options::payload_len_max(self.shared.options.segment_size);
+        let len = payload_len as u64;
+        if len > max {
+            return Err(Error::RecordTooLarge { len, max });
+        }
+        Ok(frame::frame_len(len))
+    }
+
+    #[inline]
+    fn after_publish(&self, next: u64) -> Result<()> {
+        if self.shared.durability() == Durability::Immediate {
+            self.shared.flush.wait_durable(&self.shared, next)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every record appended before this call durable.
+    pub fn sync(&self) -> Result<()> {
+        self.shared.check_writable()?;
+        let target = self.shared.reserved_next();
+        self.shared.flush.wait_durable(&self.shared, target)
+    }
+
+    /// The sequence number of the last record of the contiguous committed prefix (`None` for
+    /// an empty log). Every record up to it can be read.
+    pub fn last_seq(&self) -> Option<u64> {
+        let next = match self.shared.advance_committed() {
+            Ok(c) => c.next_seq,
+            Err(_) => self.shared.committed_next.load(Ordering::Acquire),
+        };
+        next.checked_sub(1)
+    }
+
+    /// The sequence number of the last durable record (`None` if none is durable yet).
+    pub fn durable_seq(&self) -> Option<u64> {
+        self.shared.flush.durable_next.load(Ordering::Acquire).checked_sub(1)
+    }
+
+    /// A reader positioned at `seq` (or, if `seq` is not written yet, waiting for it).
+    pub fn read_from(&self, seq: u64) -> Result<Reader> {
+        Reader::at_seq(Arc::clone(&self.shared), seq)
+    }
+
+    /// A reader positioned at the first record whose timestamp is at or after `time`.
+    ///
+    /// Timestamps come from the wall clock when each record is appended. Concurrent writers
+    /// can commit a record with a slightly earlier timestamp after a later one; "first" means
+    /// first in sequence order, as Kafka's `offsetsForTimes` does.
+    pub fn read_from_time(&self, time: SystemTime) -> Result<Reader> {
+        let ts = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        Reader::at_time(Arc::clone(&self.shared), ts)
+    }
+
+    /// What recovery found and did when this log was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Counters describing the log.
+    pub fn stats(&self) -> LogStats {
+        let segs = self.shared.segments();
+        LogStats {
+            segments: segs.len(),
+            first_seq: segs.first().map_or(0, |s| s.base_seq),
+            committed_next: self.last_seq().map_or(0, |s| s + 1),
+            durable_next: self.shared.flush.durable_next.load(Ordering::Acquire),
+            msync_count: self.shared.flush.msync_count.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The log's directory.
+    pub fn path(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Flushes everything committed, stops the background threads and releases the log.
+    /// Dropping the log does the same but cannot report a failure.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        if let Some(h) = self.flusher.take() {
+            self.shared.flush.shutdown();
+            let _ = h.join();
+        }
+        if let Some(h) = self.preparer.take() {
+            self.shared.spare.shutdown();
+            let _ = h.join();
+        }
+        self.shared.mark_closed();
+        if self.shared.is_poisoned() {
+            return Err(Error::Poisoned { cause: self.shared.poison_cause() });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log").field("path", &self.shared.dir).finish_non_exhaustive()
+    }
+}
+
+/// Creates and activates the segment that follows `prev` (or the first one of a new log).
+fn start_segment(dir: &Path, prev: Option<&Arc<Segment>>, capacity: u64) -> Result<Arc<Segment>> {
+    let (id, base_seq) = match prev {
+        Some(p) => (p.id + 1, p.base_seq + p.completion().map_or(0, |c| c.record_count)),
+        None => (0, 0),
+    };
+    let file = sfs::create_segment_file(dir, id, capacity)?;
+    let path: PathBuf = sfs::segment_path(dir, id);
+    let map = Mapping::map(&file, capacity, true, false).map_err(|e| Error::io("mmap", &path, e))?;
+    let header = SegmentHeader { segment_id: id, capacity, base_seq, created_ns: sfs::now_ns() };
+    Ok(Arc::new(Segment::activate(path, map, header)?))
+}
+
+const _: () = assert!(FRAME_HEADER_LEN + SEGMENT_HEADER_LEN < 4096);

@@ -1,0 +1,122 @@
+//! Preparing the next segment ahead of need, on a background thread, so a rollover only swaps
+//! a pointer and never makes writers wait on file creation.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use crate::error::{Error, Result};
+use crate::storage::fs as sfs;
+use crate::storage::mmap::Mapping;
+
+/// A segment file allocated, synced, named and mapped, with a blank header.
+pub(crate) struct Prepared {
+    pub(crate) id: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) capacity: u64,
+    pub(crate) map: Mapping,
+}
+
+struct SpareState {
+    /// Id of the segment to prepare next.
+    next_id: u64,
+    capacity: u64,
+    prepared: Option<Prepared>,
+    /// The last preparation failed; handed to the next taker, which triggers one retry.
+    error: Option<Error>,
+    shutdown: bool,
+}
+
+/// The hand-off between the preparing thread and the rollover.
+pub(crate) struct SpareSlot {
+    state: Mutex<SpareState>,
+    cv: Condvar,
+}
+
+fn prepare(segments_dir: &Path, id: u64, capacity: u64) -> Result<Prepared> {
+    let file = sfs::create_segment_file(segments_dir, id, capacity)?;
+    let path = sfs::segment_path(segments_dir, id);
+    // Pre-faulting the page tables keeps first-touch faults off the writers' path.
+    let map = Mapping::map(&file, capacity, true, true).map_err(|e| Error::io("mmap", &path, e))?;
+    Ok(Prepared { id, path, capacity, map })
+}
+
+impl SpareSlot {
+    pub(crate) fn new(next_id: u64, capacity: u64) -> SpareSlot {
+        SpareSlot {
+            state: Mutex::new(SpareState {
+                next_id,
+                capacity,
+                prepared: None,
+                error: None,
+                shutdown: false,
+            }),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SpareState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Body of the preparing thread.
+    pub(crate) fn run(&self, segments_dir: &Path) {
+        let mut st = self.lock();
+        loop {
+            if st.shutdown {
+                return;
+            }
+            if st.prepared.is_none() && st.error.is_none() {
+                let (id, capacity) = (st.next_id, st.capacity);
+                drop(st);
+                let result = prepare(segments_dir, id, capacity);
+                st = self.lock();
+                match result {
+                    Ok(p) => st.prepared = Some(p),
+                    Err(e) => st.error = Some(e),
+                }
+                self.cv.notify_all();
+                continue;
+            }
+            st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Takes the prepared segment `id`, waiting for the preparing thread if it is still at
+    /// work. A failed preparation is returned once (the thread then tries again).
+    pub(crate) fn take(&self, id: u64) -> Result<Prepared> {
+        let mut st = self.lock();
+        loop {
+            if let Some(p) = st.prepared.take() {
+                if p.id == id {
+                    st.next_id = id + 1;
+                    self.cv.notify_all();
+                    return Ok(p);
+                }
+                // Prepared for another position (cannot happen while ids advance one by one);
+                // discard it rather than activate a segment out of order.
+                let _ = std::fs::remove_file(&p.path);
+                st.next_id = id;
+                self.cv.notify_all();
+            }
+            if let Some(e) = st.error.take() {
+                st.next_id = id;
+                self.cv.notify_all();
+                return Err(e);
+            }
+            if st.shutdown {
+                return Err(Error::Closed);
+            }
+            st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    pub(crate) fn shutdown(&self) {
+        let mut st = self.lock();
+        st.shutdown = true;
+        // An unused spare is removed; the next open would remove it anyway.
+        if let Some(p) = st.prepared.take() {
+            let _ = std::fs::remove_file(&p.path);
+        }
+        self.cv.notify_all();
+    }
+}

@@ -1,0 +1,267 @@
+//! Zero-copy readers: iterate committed records in sequence order, following the tail.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::segment::Segment;
+use super::shared::Shared;
+use crate::error::{CorruptionKind, Error, Result};
+use crate::format::frame::{FrameKind, PAYLOAD_OFFSET, Word};
+use crate::format::segment_header::SEGMENT_HEADER_LEN;
+
+/// One record, borrowed from the reader that returned it: the payload is a slice of the
+/// memory-mapped segment, not a copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    seq: u64,
+    timestamp_ns: u64,
+    payload: &'a [u8],
+}
+
+impl<'a> Record<'a> {
+    /// The record's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// When the record was appended (wall clock, never below the largest timestamp the log
+    /// held when it was opened).
+    pub fn timestamp(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.timestamp_ns)
+    }
+
+    /// [`Record::timestamp`] as nanoseconds since the Unix epoch.
+    pub fn timestamp_ns(&self) -> u64 {
+        self.timestamp_ns
+    }
+
+    /// The payload, zero-copy.
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
+    }
+}
+
+/// Which records a freshly positioned reader passes over before its first one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Skip {
+    None,
+    SeqBelow(u64),
+    TimeBelow(u64),
+}
+
+enum Step {
+    /// A published frame is at the reader's position.
+    Frame { kind: FrameKind, payload_len: u32, crc: u32 },
+    /// Nothing published yet at the position.
+    Empty,
+    /// Moved into the next segment.
+    Moved,
+}
+
+/// Iterates the committed records of a log in sequence order, from a starting point.
+///
+/// A reader is not a snapshot: it keeps returning records as writers commit them. `next()`
+/// returning `None` means "nothing more right now"; [`Reader::wait`] sleeps until there is
+/// more (without spinning). Every record's CRC is checked before it is returned.
+///
+/// A reader keeps the segment it is in mapped, so its records stay readable whatever
+/// compaction does with the file meanwhile.
+///
+/// ```
+/// # fn main() -> Result<(), mmlog::Error> {
+/// # let dir = tempfile::tempdir().map_err(|e| mmlog::Error::io("tempdir", ".", e))?;
+/// let log = mmlog::Log::open(dir.path(), mmlog::Options::default())?;
+/// log.append(b"one")?;
+/// let mut reader = log.read_from(0)?;
+/// let rec = reader.next().expect("a record")?;
+/// assert_eq!((rec.seq(), rec.payload()), (0, &b"one"[..]));
+/// assert!(reader.next().is_none()); // nothing more right now
+/// log.append(b"two")?;
+/// assert_eq!(reader.next().expect("a record")?.payload(), b"two");
+/// # Ok(()) }
+/// ```
+pub struct Reader {
+    shared: Arc<Shared>,
+    seg: Arc<Segment>,
+    offset: u64,
+    next_seq: u64,
+    skip: Skip,
+}
+
+impl Reader {
+    pub(crate) fn at_seq(shared: Arc<Shared>, seq: u64) -> Result<Reader> {
+        let segs = shared.segments();
+        let first = segs.first().map_or(0, |s| s.base_seq);
+        if seq < first {
+            return Err(Error::invalid(format!(
+                "sequence number {seq} is before the first record in the log ({first})"
+            )));
+        }
+        let i = segs.partition_point(|s| s.base_seq <= seq).saturating_sub(1);
+        let Some(seg) = segs.get(i).cloned() else {
+            return Err(Error::invalid("log has no segments"));
+        };
+        prepare_index(&shared, &seg)?;
+        let (offset, next_seq) = seg.seek_seq(seq);
+        Ok(Reader { shared, seg, offset, next_seq, skip: Skip::SeqBelow(seq) })
+    }
+
+    pub(crate) fn at_time(shared: Arc<Shared>, ts: u64) -> Result<Reader> {
+        let segs = shared.segments();
+        shared.advance_committed()?;
+        // The first segment holding a timestamp >= ts holds the first such record.
+        let mut chosen = segs.last().cloned();
+        for seg in &segs {
+            prepare_index(&shared, seg)?;
+            if seg.index_times().1 >= ts {
+                chosen = Some(Arc::clone(seg));
+                break;
+            }
+        }
+        let Some(seg) = chosen else {
+            return Err(Error::invalid("log has no segments"));
+        };
+        let (offset, next_seq) = seg.seek_time(ts);
+        Ok(Reader { shared, seg, offset, next_seq, skip: Skip::TimeBelow(ts) })
+    }
+
+    /// The sequence number of the next frame this reader will look at.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The next committed record, `None` if there is none yet, or an error (with file and
+    /// offset) if the record fails its checks. After an error the reader stays where it is.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<Result<Record<'_>>> {
+        let (offset, seq, timestamp_ns, payload_len) = loop {
+            let (kind, payload_len, crc) = match self.step() {
+                Ok(Step::Empty) => return None,
+                Ok(Step::Moved) => continue,
+                Ok(Step::Frame { kind, payload_len, crc }) => (kind, payload_len, crc),
+                Err(e) => return Some(Err(e)),
+            };
+            let offset = self.offset;
+            let (seq, ts, len) =
+                match self.seg.checked_frame(offset, kind, payload_len, crc, self.next_seq) {
+                    Ok(f) => (f.seq, f.timestamp_ns, f.frame_len),
+                    Err(e) => return Some(Err(e)),
+                };
+            self.offset += len;
+            self.next_seq += 1;
+            if kind == FrameKind::Padding || self.skips(seq, ts) {
+                continue;
+            }
+            break (offset, seq, ts, payload_len);
+        };
+        let payload_at = offset + PAYLOAD_OFFSET as u64;
+        let payload = match self.seg.mapping() {
+            // SAFETY: this frame's commit word was loaded as published (acquire) in `step`,
+            // so its bytes are immutable; the reader's `Arc<Segment>` keeps the mapping alive
+            // for as long as the returned record borrows the reader.
+            Ok(map) => unsafe { map.bytes(payload_at, u64::from(payload_len)) },
+            Err(e) => return Some(Err(e)),
+        };
+        match payload {
+            Some(payload) => Some(Ok(Record { seq, timestamp_ns, payload })),
+            None => Some(Err(self.seg.corrupt(offset, CorruptionKind::Truncated { what: "frame" }))),
+        }
+    }
+
+    /// Waits up to `timeout` for the next frame to be committed. Returns true if
+    /// [`Reader::next`] now has something to look at. Sleeps on a condition variable; a writer
+    /// wakes it only when a reader is waiting, so idle readers cost writers nothing.
+    pub fn wait(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.ready() {
+                return true;
+            }
+            let guard = self.shared.tail_lock();
+            let before = self.seg.tail.register_waiter();
+            if self.ready() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            // A reservation covering our position exists but is not yet published: its writer
+            // is mid-copy and will not look at the waiter flag again, so poll briefly.
+            let in_flight = before.offset > self.offset;
+            let nap = if in_flight { Duration::from_micros(50) } else { deadline - now };
+            let _ = self.shared.tail_cv().wait_timeout(guard, nap.min(deadline - now));
+        }
+    }
+
+    /// [`Reader::wait`] then [`Reader::next`].
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<Record<'_>>> {
+        if self.wait(timeout) { self.next() } else { None }
+    }
+
+    fn skips(&mut self, seq: u64, ts: u64) -> bool {
+        let skip = match self.skip {
+            Skip::None => false,
+            Skip::SeqBelow(s) => seq < s,
+            Skip::TimeBelow(t) => ts < t,
+        };
+        if !skip {
+            self.skip = Skip::None;
+        }
+        skip
+    }
+
+    /// True if `next` would make progress: a frame is published at the position, or the
+    /// segment is over and the next one exists.
+    fn ready(&self) -> bool {
+        match self.seg.word_at(self.offset) {
+            Ok(Some(Word::Unwritten)) => false,
+            Ok(None | Some(Word::EndOfSegment)) => self.shared.segment_by_id(self.seg.id + 1).is_some(),
+            Ok(Some(Word::Frame { .. })) | Err(_) => true,
+        }
+    }
+
+    fn step(&mut self) -> Result<Step> {
+        match self.seg.word_at(self.offset)? {
+            Some(Word::Unwritten) => Ok(Step::Empty),
+            Some(Word::Frame { kind, payload_len, crc }) => Ok(Step::Frame { kind, payload_len, crc }),
+            None | Some(Word::EndOfSegment) => {
+                let Some(next) = self.shared.segment_by_id(self.seg.id + 1) else {
+                    return Ok(Step::Empty);
+                };
+                if next.base_seq != self.next_seq {
+                    let kind = CorruptionKind::SeqDiscontinuity {
+                        expected: self.next_seq,
+                        found: next.base_seq,
+                    };
+                    return Err(Error::corrupt(&next.path, 0, kind));
+                }
+                prepare_index(&self.shared, &next)?;
+                self.seg = next;
+                self.offset = SEGMENT_HEADER_LEN as u64;
+                Ok(Step::Moved)
+            }
+        }
+    }
+}
+
+/// Makes sure the index of `seg` covers what a seek needs: the whole segment for segments
+/// from earlier runs (built once, with CRC checks), the committed prefix for the others.
+fn prepare_index(shared: &Shared, seg: &Segment) -> Result<()> {
+    if seg.is_sealed() {
+        seg.extend_index(shared.options.index_interval, true)?;
+    } else {
+        shared.advance_committed()?;
+    }
+    Ok(())
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("segment", &self.seg.id)
+            .field("offset", &self.offset)
+            .field("next_seq", &self.next_seq)
+            .finish()
+    }
+}

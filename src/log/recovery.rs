@@ -1,0 +1,399 @@
+//! Opening a log directory: what is trusted, what is scanned, what is cut off.
+//!
+//! Recovery runs once, with the directory lock held, before any append. Its rules:
+//!
+//! | found | trusted as | action |
+//! |-------|------------|--------|
+//! | `*.seg.tmp` | a segment whose preparation never finished | removed |
+//! | blank header after the last valid segment | a spare that never became active | removed (re-made in the background) |
+//! | torn header after the last valid segment | a segment activated but never flushed: it cannot hold an acknowledged record | removed, reported |
+//! | bad header before a valid segment | damage to data that may be acknowledged | error, with file and offset |
+//! | header of a newer format version | | `UnsupportedVersion` error |
+//! | a gap in segment ids | a missing segment | `Corrupt(MissingSegment)` error |
+//! | valid seal | every frame durable when it was written | trusted without a scan |
+//! | no valid seal | the unsealed tail | scanned with `pread` (a media error is an `EIO`, not a SIGBUS) |
+//! | scanned segment ending in an end marker that meets the next one | complete | sealed now |
+//! | first bad frame, or a zero commit word followed by more bytes | the end of the log | the rest is reported and zeroed (never truncated: files stay their full length), later segments removed |
+//!
+//! Why the first bad frame in the unsealed tail is the end and not an error: the flusher makes
+//! frames durable strictly in log order and writes a segment's seal only after all of its
+//! frames are durable, and records are acknowledged only below that point. So a bad frame in
+//! an unsealed segment is a torn or never-finished write past what was acknowledged, or
+//! damage that this format cannot tell apart from one (the report says what was dropped).
+//! Damage inside a sealed segment is never cut off: a reader or `verify` reports it.
+//!
+//! Everything recovery keeps is made durable (`fdatasync`) before the log accepts appends, so
+//! a record acknowledged later can never sit after a hole left by pages of the previous run
+//! that had not yet reached the disk. Recovery is idempotent: a crash during it leaves a
+//! directory that recovers to the same log.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::scan::{self, ScanStop};
+use super::segment::{Completion, IndexEntry, Segment, SegmentIndex};
+use crate::error::{CorruptionKind, Error, Result};
+use crate::format::segment_header::{HeaderState, SEGMENT_HEADER_LEN, Seal, SegmentHeader};
+use crate::storage::fs::{self as sfs, SegmentName};
+use crate::storage::mmap::Mapping;
+
+/// What opening a log found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// Segments in the log after recovery.
+    pub segments: usize,
+    /// Segments trusted through their seal, without a scan.
+    pub sealed_segments_trusted: usize,
+    /// Segments scanned frame by frame.
+    pub segments_scanned: usize,
+    /// Bytes scanned.
+    pub bytes_scanned: u64,
+    /// The sequence number the next append gets.
+    pub next_seq: u64,
+    /// Where the log was cut, if it was.
+    pub truncation: Option<Truncation>,
+    /// Files removed (unfinished, spare or dropped segments).
+    pub removed_files: Vec<PathBuf>,
+    /// The log was created by this open.
+    pub created: bool,
+}
+
+/// Where recovery ended the log and what it dropped after that point.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Truncation {
+    /// The segment file holding the end of the log.
+    pub path: PathBuf,
+    /// Offset in that file where the log ends now.
+    pub offset: u64,
+    /// Why it ends there: the check the next frame failed, or `None` for an unwritten frame
+    /// followed by written bytes (a reservation that was never published).
+    pub reason: Option<CorruptionKind>,
+    /// Frames that looked valid after the cut (best effort), in every dropped file together.
+    pub records_dropped: u64,
+    /// Non-zero bytes cleared after the cut, in every dropped file together.
+    pub bytes_dropped: u64,
+}
+
+impl RecoveryReport {
+    /// True when nothing had to be cut off or removed.
+    pub fn is_clean(&self) -> bool {
+        self.truncation.is_none() && self.removed_files.is_empty()
+    }
+}
+
+/// A segment file found at open.
+struct Found {
+    id: u64,
+    path: PathBuf,
+    file: File,
+    len: u64,
+    header: std::result::Result<HeaderState, CorruptionKind>,
+    seal: Option<Seal>,
+}
+
+/// The recovered log, ready to be opened.
+pub(crate) struct Recovered {
+    pub(crate) segments: Vec<Arc<Segment>>,
+    /// The tail segment is complete: the next segment must be created before appending.
+    pub(crate) tail_complete: bool,
+    pub(crate) max_ts: u64,
+    pub(crate) report: RecoveryReport,
+}
+
+/// Checks that `dir` is a log (or can become one) and creates what is missing.
+pub(crate) fn prepare_dir(dir: &Path) -> Result<bool> {
+    let segments = dir.join(sfs::SEGMENTS_DIR);
+    match std::fs::metadata(dir) {
+        Ok(md) if !md.is_dir() => {
+            return Err(Error::NotALog { path: dir.into(), reason: "not a directory".into() });
+        }
+        Ok(_) => {
+            if segments.is_dir() {
+                return Ok(false);
+            }
+            let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io("read dir", dir, e))?;
+            let foreign = entries.any(|e| e.is_ok_and(|e| e.file_name() != sfs::LOCK_FILE));
+            if foreign {
+                return Err(Error::NotALog {
+                    path: dir.into(),
+                    reason: "directory is not empty and has no segments/ directory".into(),
+                });
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("stat", dir, e)),
+    }
+    std::fs::create_dir_all(&segments).map_err(|e| Error::io("create dir", &segments, e))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sfs::sync_dir(parent)?;
+    }
+    sfs::sync_dir(dir)?;
+    Ok(true)
+}
+
+/// Recovers the segments in `segments_dir`. The caller holds the directory lock.
+pub(crate) fn recover(segments_dir: &Path, index_interval: u64) -> Result<Recovered> {
+    let mut report = RecoveryReport::default();
+    let mut found = list_segments(segments_dir, &mut report)?;
+    drop_trailing_non_segments(&mut found, &mut report)?;
+    check_identities(&found)?;
+
+    let first_unsealed = found.iter().position(|f| f.seal.is_none()).unwrap_or(found.len());
+    let mut segments = Vec::with_capacity(found.len());
+    let mut max_ts = 0;
+    let mut found = found.into_iter().enumerate().peekable();
+    while let Some((i, f)) = found.next() {
+        let Ok(HeaderState::Valid(header)) = f.header else { continue };
+        let next_base = found.peek().and_then(|(_, n)| match n.header {
+            Ok(HeaderState::Valid(h)) => Some(h.base_seq),
+            _ => None,
+        });
+        if i < first_unsealed {
+            let seal = f.seal.unwrap_or_default();
+            if let Some(nb) = next_base
+                && header.base_seq + seal.record_count != nb
+            {
+                let kind = CorruptionKind::SeqDiscontinuity {
+                    expected: header.base_seq + seal.record_count,
+                    found: nb,
+                };
+                return Err(Error::corrupt(&f.path, 0, kind));
+            }
+            max_ts = max_ts.max(seal.max_ts);
+            report.sealed_segments_trusted += 1;
+            segments.push(Arc::new(sealed_segment(header, f.path, seal)));
+            continue;
+        }
+        let scanned = scan_segment(&f, header, index_interval, next_base, &mut report)?;
+        max_ts = max_ts.max(scanned.max_ts);
+        let ends_log = scanned.ends_log;
+        segments.push(Arc::new(scanned.segment));
+        if ends_log {
+            for (_, dropped) in found.by_ref() {
+                drop_segment_file(&dropped, &mut report)?;
+            }
+        }
+    }
+    let tail_complete = segments.last().is_some_and(|s| s.completion().is_some());
+    if !report.removed_files.is_empty() {
+        sfs::sync_dir(segments_dir)?;
+    }
+    report.segments = segments.len();
+    report.next_seq = segments.last().map_or(0, |s| s.base_seq + s.tail.load().count);
+    Ok(Recovered { segments, tail_complete, max_ts, report })
+}
+
+fn list_segments(segments_dir: &Path, report: &mut RecoveryReport) -> Result<Vec<Found>> {
+    let rd = std::fs::read_dir(segments_dir).map_err(|e| Error::io("read dir", segments_dir, e))?;
+    let mut found = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io("read dir", segments_dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        match sfs::parse_segment_name(&name.to_string_lossy()) {
+            SegmentName::Temporary => {
+                std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+                report.removed_files.push(path);
+            }
+            SegmentName::Segment(id) => found.push(read_found(id, path)?),
+            SegmentName::Other => {}
+        }
+    }
+    found.sort_by_key(|f| f.id);
+    Ok(found)
+}
+
+fn read_found(id: u64, path: PathBuf) -> Result<Found> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io("open segment", &path, e))?;
+    let len = file.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
+    let mut buf = [0u8; SEGMENT_HEADER_LEN];
+    let (header, seal) = if len < SEGMENT_HEADER_LEN as u64 {
+        (Err(CorruptionKind::Truncated { what: "segment header" }), None)
+    } else {
+        sfs::read_at(&file, &path, 0, &mut buf)?;
+        (SegmentHeader::decode(&buf), Seal::decode(&buf))
+    };
+    if let Err(CorruptionKind::UnsupportedVersion { found }) = header {
+        return Err(Error::corrupt(&path, 8, CorruptionKind::UnsupportedVersion { found }));
+    }
+    Ok(Found { id, path, file, len, header, seal })
+}
+
+/// Removes blank spares and torn, never-flushed headers after the last valid segment.
+fn drop_trailing_non_segments(found: &mut Vec<Found>, report: &mut RecoveryReport) -> Result<()> {
+    while let Some(last) = found.last() {
+        if matches!(last.header, Ok(HeaderState::Valid(_))) {
+            break;
+        }
+        if let Some(f) = found.pop() {
+            std::fs::remove_file(&f.path).map_err(|e| Error::io("remove", &f.path, e))?;
+            report.removed_files.push(f.path);
+        }
+    }
+    Ok(())
+}
+
+/// Headers must be valid, match their file, and have consecutive ids.
+fn check_identities(found: &[Found]) -> Result<()> {
+    let mut prev: Option<u64> = None;
+    for f in found {
+        let h = match f.header {
+            Ok(HeaderState::Valid(h)) => h,
+            Ok(HeaderState::Blank) => {
+                let kind = CorruptionKind::BadHeaderField { field: "magic (blank header)", value: 0 };
+                return Err(Error::corrupt(&f.path, 0, kind));
+            }
+            Err(kind) => return Err(Error::corrupt(&f.path, 0, kind)),
+        };
+        if h.segment_id != f.id {
+            let kind = CorruptionKind::BadHeaderField { field: "segment_id", value: h.segment_id };
+            return Err(Error::corrupt(&f.path, 16, kind));
+        }
+        if h.capacity != f.len || h.capacity < SEGMENT_HEADER_LEN as u64 {
+            let kind = CorruptionKind::Truncated { what: "segment file" };
+            return Err(Error::corrupt(&f.path, f.len, kind));
+        }
+        if let Some(p) = prev
+            && f.id != p + 1
+        {
+            let kind = CorruptionKind::MissingSegment { segment_id: p + 1 };
+            return Err(Error::corrupt(&f.path, 0, kind));
+        }
+        prev = Some(f.id);
+    }
+    Ok(())
+}
+
+fn sealed_segment(header: SegmentHeader, path: PathBuf, seal: Seal) -> Segment {
+    let next_seq = header.base_seq + seal.record_count;
+    let completion = Completion { record_count: seal.record_count, end_offset: seal.end_offset };
+    let index = SegmentIndex::empty(SEGMENT_HEADER_LEN as u64, header.base_seq);
+    Segment::recovered(header, path, None, next_seq, seal.end_offset, Some(completion), true, index)
+}
+
+struct Scanned {
+    segment: Segment,
+    ends_log: bool,
+    max_ts: u64,
+}
+
+/// Scans an unsealed segment; seals it if complete, cuts the log in it otherwise.
+fn scan_segment(
+    f: &Found,
+    header: SegmentHeader,
+    index_interval: u64,
+    next_base: Option<u64>,
+    report: &mut RecoveryReport,
+) -> Result<Scanned> {
+    let mut bytes = vec![0u8; usize::try_from(f.len).map_err(|_| Error::invalid("segment too large"))?];
+    sfs::read_at(&f.file, &f.path, 0, &mut bytes)?;
+    report.segments_scanned += 1;
+    report.bytes_scanned += f.len;
+    let mut index = SegmentIndex::empty(SEGMENT_HEADER_LEN as u64, header.base_seq);
+    let out = scan::scan_frames(&bytes, header.base_seq, |offset, frame| {
+        if (frame.seq - header.base_seq) % index_interval == 0 {
+            let max_ts_before = index.max_ts;
+            index.entries.push(IndexEntry { seq: frame.seq, offset, max_ts_before });
+        }
+        if index.first_ts == 0 {
+            index.first_ts = frame.timestamp_ns;
+        }
+        index.max_ts = index.max_ts.max(frame.timestamp_ns);
+    });
+    index.scanned_offset = out.end_offset;
+    index.scanned_next_seq = out.next_seq;
+    let at_end = matches!(out.stop, ScanStop::EndMarker | ScanStop::Full);
+    let complete = at_end.then_some(Completion {
+        record_count: out.next_seq - header.base_seq,
+        end_offset: out.end_offset,
+    });
+    // A complete segment must meet the next one exactly; anything else ends the log here.
+    let meets_next = next_base.is_none_or(|nb| complete.is_some() && out.next_seq == nb);
+    let data_end = (out.end_offset + 8).min(f.len) as usize;
+    let keep_end = if at_end { data_end } else { out.end_offset as usize };
+    let extent = scan::nonzero_extent(&bytes, keep_end);
+    // Bytes after an end marker are cleared but do not end the log; anything else does.
+    let ends_log = !meets_next || (!at_end && extent > keep_end);
+    if extent > keep_end || !meets_next {
+        let reason = match out.stop {
+            ScanStop::Bad(kind) => Some(kind),
+            _ => None,
+        };
+        report.truncation = Some(Truncation {
+            path: f.path.clone(),
+            offset: keep_end as u64,
+            reason,
+            records_dropped: scan::count_frames_after(&bytes, keep_end, bytes.len() * 4),
+            bytes_dropped: (extent - keep_end) as u64,
+        });
+        zero_range(&f.file, &f.path, keep_end as u64, extent as u64)?;
+    }
+    f.file.sync_data().map_err(|e| Error::io("fdatasync", &f.path, e))?;
+
+    let mut sealed = false;
+    if let Some(c) = complete.filter(|_| meets_next && next_base.is_some()) {
+        write_seal(&f.file, &f.path, c, out.first_ts, out.max_ts)?;
+        sealed = true;
+    }
+    let writable_tail = !sealed && (ends_log || next_base.is_none());
+    let map = if writable_tail {
+        Some(Mapping::map(&f.file, f.len, true, false).map_err(|e| Error::io("mmap", &f.path, e))?)
+    } else {
+        None
+    };
+    let segment = Segment::recovered(
+        header,
+        f.path.clone(),
+        map,
+        out.next_seq,
+        out.end_offset,
+        complete,
+        sealed,
+        index,
+    );
+    Ok(Scanned { segment, ends_log: ends_log && next_base.is_some(), max_ts: out.max_ts })
+}
+
+/// Writes the seal of a complete segment whose frames are durable, and syncs it.
+pub(crate) fn write_seal(
+    file: &File,
+    path: &Path,
+    c: Completion,
+    first_ts: u64,
+    max_ts: u64,
+) -> Result<()> {
+    let seal = Seal { record_count: c.record_count, end_offset: c.end_offset, first_ts, max_ts };
+    sfs::write_at(file, path, 64, &seal.encode())?;
+    file.sync_data().map_err(|e| Error::io("fdatasync", path, e))
+}
+
+fn zero_range(file: &File, path: &Path, from: u64, to: u64) -> Result<()> {
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(zeros.len() as u64) as usize;
+        sfs::write_at(file, path, at, &zeros[..n])?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+fn drop_segment_file(f: &Found, report: &mut RecoveryReport) -> Result<()> {
+    if let Some(t) = report.truncation.as_mut() {
+        let mut bytes = vec![0u8; usize::try_from(f.len).unwrap_or(0)];
+        if sfs::read_at(&f.file, &f.path, 0, &mut bytes).is_ok() {
+            let start = SEGMENT_HEADER_LEN;
+            t.bytes_dropped += (scan::nonzero_extent(&bytes, start) - start) as u64;
+            t.records_dropped += scan::count_frames_after(&bytes, start, bytes.len() * 4);
+        }
+    }
+    std::fs::remove_file(&f.path).map_err(|e| Error::io("remove", &f.path, e))?;
+    report.removed_files.push(f.path.clone());
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! Zero-copy appends: reserve a frame, write the payload straight into the mapping, commit.
+
+use std::sync::Arc;
+
+use super::segment::Segment;
+use super::shared::Shared;
+use crate::error::Result;
+use crate::format::frame::{self, FrameKind, PAYLOAD_OFFSET};
+use crate::options::Durability;
+
+/// A frame reserved in the log, to be filled in place and committed.
+///
+/// The sequence number is fixed at reservation. Until [`Reservation::commit`], readers stop
+/// in front of it (and every later frame). Dropping it uncommitted, including by a panic while
+/// filling it, turns it into a padding frame that readers skip, so the log never wedges.
+///
+/// ```
+/// # fn main() -> Result<(), mmlog::Error> {
+/// # let dir = tempfile::tempdir().map_err(|e| mmlog::Error::io("tempdir", ".", e))?;
+/// let log = mmlog::Log::open(dir.path(), mmlog::Options::default())?;
+/// let mut r = log.reserve(5)?;
+/// r.payload_mut().copy_from_slice(b"hello");
+/// let seq = r.commit()?;
+/// assert_eq!(log.read_from(seq)?.next().expect("record")?.payload(), b"hello");
+/// # Ok(()) }
+/// ```
+pub struct Reservation<'a> {
+    shared: &'a Arc<Shared>,
+    seg: Arc<Segment>,
+    offset: u64,
+    seq: u64,
+    payload_len: u32,
+    done: bool,
+}
+
+impl<'a> Reservation<'a> {
+    pub(crate) fn new(
+        shared: &'a Arc<Shared>,
+        seg: Arc<Segment>,
+        offset: u64,
+        seq: u64,
+        payload_len: u32,
+    ) -> Self {
+        Reservation { shared, seg, offset, seq, payload_len, done: false }
+    }
+
+    /// The sequence number this record will have.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The payload bytes, in the mapping, initially zero. Write the record here.
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let Ok(map) = self.seg.mapping() else { return &mut [] };
+        let at = self.offset + PAYLOAD_OFFSET as u64;
+        // SAFETY: this range was reserved for this `Reservation` alone and is unpublished, so
+        // no other reference to it exists; `&mut self` makes the returned slice unique, and
+        // the `Arc<Segment>` keeps the mapping alive while it is borrowed.
+        unsafe { map.bytes_mut(at, u64::from(self.payload_len)) }.unwrap_or_default()
+    }
+
+    /// Publishes the record; with `Durability::Immediate`, returns once it is durable.
+    pub fn commit(mut self) -> Result<u64> {
+        self.done = true;
+        let map = self.seg.mapping()?;
+        let at = self.offset + PAYLOAD_OFFSET as u64;
+        let ts = self.shared.now_ns();
+        // SAFETY: the payload range is still ours (unpublished); nothing writes it while this
+        // shared view lives (the `&mut` view from `payload_mut` is gone: `self` is owned).
+        let payload = unsafe { map.bytes(at, u64::from(self.payload_len)) }.unwrap_or_default();
+        let copy_free: &[u8] = payload;
+        let lk = frame::len_kind(FrameKind::Record, self.payload_len);
+        let st = frame::seq_ts_bytes(self.seq, ts);
+        let crc = frame::record_crc(lk, &st, copy_free);
+        // SAFETY: the header bytes of the reservation are ours and unpublished.
+        unsafe { map.write(self.offset + frame::SEQ_OFFSET as u64, &st) };
+        if let Some(w) = map.word(self.offset) {
+            w.store(frame::commit_word(lk, crc), crate::sync::Ordering::Release);
+        }
+        if self.shared.durability() == Durability::Immediate {
+            self.shared.flush.wait_durable(self.shared, self.seq + 1)?;
+        }
+        Ok(self.seq)
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let ts = self.shared.now_ns();
+            // SAFETY: the reservation was never published, so its range is still ours.
+            unsafe { self.seg.publish_padding(self.offset, self.seq, ts, self.payload_len) };
+        }
+    }
+}
+
+impl std::fmt::Debug for Reservation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation").field("seq", &self.seq).field("len", &self.payload_len).finish()
+    }
+}
+
+/// Bytes of the frame for a payload of `len` bytes (used by `Log::reserve`).
+pub(crate) fn reserved_frame_len(len: u32) -> u64 {
+    frame::frame_len(u64::from(len))
+}

@@ -1,0 +1,353 @@
+//! One segment file in memory: its mapping, tail word, completion and sparse index.
+//!
+//! Lifecycle: *spare* (allocated, blank header) -> *active* (header written, writers reserve
+//! in it) -> *complete* (a reservation ran past the end; the end marker is written) -> *sealed*
+//! (every frame durable and the seal written in the header; recovery trusts it unscanned).
+
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use crossbeam_utils::CachePadded;
+
+use super::tail::Tail;
+use crate::error::{CorruptionKind, Error, Result};
+use crate::format::frame::{self, FrameKind, Word};
+use crate::format::segment_header::{SEGMENT_HEADER_LEN, SegmentHeader};
+use crate::storage::mmap::Mapping;
+use crate::sync::Ordering;
+
+/// Where the frames of a complete segment end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Completion {
+    /// Sequence numbers used by the segment.
+    pub(crate) record_count: u64,
+    /// Offset of the end marker, or the capacity.
+    pub(crate) end_offset: u64,
+}
+
+/// One sparse-index entry: frame `seq` starts at `offset`; every frame before it in this
+/// segment has a timestamp of at most `max_ts_before`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IndexEntry {
+    pub(crate) seq: u64,
+    pub(crate) offset: u64,
+    pub(crate) max_ts_before: u64,
+}
+
+/// The sparse index of a segment and how far it has looked.
+#[derive(Debug)]
+pub(crate) struct SegmentIndex {
+    pub(crate) entries: Vec<IndexEntry>,
+    /// The index has looked at every frame before this offset...
+    pub(crate) scanned_offset: u64,
+    /// ...whose sequence numbers are all below this one.
+    pub(crate) scanned_next_seq: u64,
+    /// First timestamp seen (0 if none).
+    pub(crate) first_ts: u64,
+    /// Largest timestamp seen.
+    pub(crate) max_ts: u64,
+}
+
+/// A segment in memory.
+pub(crate) struct Segment {
+    pub(crate) id: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) capacity: u64,
+    pub(crate) base_seq: u64,
+    map: OnceLock<Arc<Mapping>>,
+    pub(crate) tail: CachePadded<Tail>,
+    completion: OnceLock<Completion>,
+    sealed: AtomicBool,
+    /// Bytes from the start of the file known to be on stable storage.
+    pub(crate) synced_offset: StdAtomicU64,
+    pub(crate) index: RwLock<SegmentIndex>,
+}
+
+impl Segment {
+    /// A segment becoming active now: writes its header through `map` (nobody else can see the
+    /// segment yet, so the write is exclusive).
+    pub(crate) fn activate(
+        path: PathBuf,
+        map: Mapping,
+        header: SegmentHeader,
+    ) -> Result<Segment> {
+        let bytes = header.encode();
+        // SAFETY: the segment is not yet published to any other thread, and its header range
+        // is written only here, so this thread owns those bytes exclusively.
+        if !unsafe { map.write(0, &bytes) } {
+            return Err(Error::invalid("segment smaller than its header"));
+        }
+        let start = SEGMENT_HEADER_LEN as u64;
+        Ok(Segment {
+            id: header.segment_id,
+            path,
+            capacity: header.capacity,
+            base_seq: header.base_seq,
+            map: OnceLock::from(Arc::new(map)),
+            tail: CachePadded::new(Tail::new(0, start)),
+            completion: OnceLock::new(),
+            sealed: AtomicBool::new(false),
+            synced_offset: StdAtomicU64::new(0),
+            index: RwLock::new(SegmentIndex::empty(start, header.base_seq)),
+        })
+    }
+
+    /// A segment found at open whose frames end at `end_offset` with `next_seq`. `map` is
+    /// given for segments that will be written to (the active one); others map lazily.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn recovered(
+        header: SegmentHeader,
+        path: PathBuf,
+        map: Option<Mapping>,
+        next_seq: u64,
+        end_offset: u64,
+        completion: Option<Completion>,
+        sealed: bool,
+        index: SegmentIndex,
+    ) -> Segment {
+        let completion_lock = OnceLock::new();
+        if let Some(c) = completion {
+            let _ = completion_lock.set(c);
+        }
+        let map_lock = OnceLock::new();
+        if let Some(m) = map {
+            let _ = map_lock.set(Arc::new(m));
+        }
+        Segment {
+            id: header.segment_id,
+            path,
+            capacity: header.capacity,
+            base_seq: header.base_seq,
+            map: map_lock,
+            tail: CachePadded::new(Tail::new(next_seq - header.base_seq, end_offset)),
+            completion: completion_lock,
+            sealed: AtomicBool::new(sealed),
+            synced_offset: StdAtomicU64::new(if sealed { header.capacity } else { end_offset }),
+            index: RwLock::new(index),
+        }
+    }
+
+    /// The mapping, created on first use for segments from earlier runs (read-only).
+    pub(crate) fn mapping(&self) -> Result<&Arc<Mapping>> {
+        if let Some(m) = self.map.get() {
+            return Ok(m);
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .open(&self.path)
+            .map_err(|e| Error::io("open segment", &self.path, e))?;
+        let len = file.metadata().map_err(|e| Error::io("stat", &self.path, e))?.len();
+        if len < self.capacity {
+            return Err(Error::corrupt(
+                &self.path,
+                len,
+                CorruptionKind::Truncated { what: "segment file" },
+            ));
+        }
+        let m = Mapping::map(&file, self.capacity, false, false)
+            .map_err(|e| Error::io("mmap", &self.path, e))?;
+        Ok(self.map.get_or_init(|| Arc::new(m)))
+    }
+
+    pub(crate) fn completion(&self) -> Option<Completion> {
+        self.completion.get().copied()
+    }
+
+    /// Records where the frames end. Called once, by the writer whose reservation sealed it.
+    pub(crate) fn complete(&self, c: Completion) {
+        let fresh = self.completion.set(c).is_ok();
+        debug_assert!(fresh, "segment {} completed twice", self.id);
+    }
+
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.sealed.load(StdOrdering::Acquire)
+    }
+
+    pub(crate) fn mark_sealed(&self) {
+        self.sealed.store(true, StdOrdering::Release);
+    }
+
+    /// The first byte after the last frame of a complete segment, end marker included.
+    pub(crate) fn data_end(&self, c: Completion) -> u64 {
+        (c.end_offset + frame::COMMIT_WORD_LEN as u64).min(self.capacity)
+    }
+
+    /// Loads and decodes the commit word at `offset` (acquire). `Ok(None)` at the capacity.
+    pub(crate) fn word_at(&self, offset: u64) -> Result<Option<Word>> {
+        if offset >= self.capacity {
+            return Ok(None);
+        }
+        let map = self.mapping()?;
+        let Some(w) = map.word(offset) else {
+            return Err(self.corrupt(offset, CorruptionKind::Truncated { what: "frame" }));
+        };
+        let raw = w.load(std::sync::atomic::Ordering::Acquire);
+        frame::decode_word(raw).map(Some).map_err(|k| self.corrupt(offset, k))
+    }
+
+    /// Reads the published frame at `offset` and checks it (bounds, CRC, sequence number).
+    /// The caller has loaded its commit word as `Word::Frame` with acquire ordering.
+    pub(crate) fn checked_frame(
+        &self,
+        offset: u64,
+        kind: FrameKind,
+        payload_len: u32,
+        crc: u32,
+        expected_seq: u64,
+    ) -> Result<frame::Frame<'_>> {
+        let map = self.mapping()?;
+        let body_len = 16 + u64::from(payload_len);
+        let body_at = offset + frame::COMMIT_WORD_LEN as u64;
+        // SAFETY: the commit word at `offset` was loaded non-zero with acquire ordering, so the
+        // frame's bytes are published and never written again (mapping contract rule 2).
+        let Some(body) = (unsafe { map.bytes(body_at, body_len) }) else {
+            let k = CorruptionKind::LengthOutOfBounds { len: u64::from(payload_len) };
+            return Err(self.corrupt(offset, k));
+        };
+        let f = frame::check_body(kind, payload_len, crc, body)
+            .map_err(|k| self.corrupt(offset, k))?;
+        if f.seq != expected_seq {
+            let k = CorruptionKind::UnexpectedSeq { expected: expected_seq, found: f.seq };
+            return Err(self.corrupt(offset, k));
+        }
+        Ok(f)
+    }
+
+    pub(crate) fn corrupt(&self, offset: u64, kind: CorruptionKind) -> Error {
+        Error::corrupt(&self.path, offset, kind)
+    }
+
+    /// The index entry to start a scan for `seq` from: the last entry at or before it.
+    pub(crate) fn seek_seq(&self, seq: u64) -> (u64, u64) {
+        let idx = self.index.read().unwrap_or_else(|p| p.into_inner());
+        let at = idx.entries.partition_point(|e| e.seq <= seq);
+        match at.checked_sub(1).and_then(|i| idx.entries.get(i)) {
+            Some(e) => (e.offset, e.seq),
+            None => (SEGMENT_HEADER_LEN as u64, self.base_seq),
+        }
+    }
+
+    /// The index entry to start a scan for the first frame with timestamp `>= ts` from.
+    pub(crate) fn seek_time(&self, ts: u64) -> (u64, u64) {
+        let idx = self.index.read().unwrap_or_else(|p| p.into_inner());
+        let at = idx.entries.partition_point(|e| e.max_ts_before < ts);
+        match at.checked_sub(1).and_then(|i| idx.entries.get(i)) {
+            Some(e) => (e.offset, e.seq),
+            None => (SEGMENT_HEADER_LEN as u64, self.base_seq),
+        }
+    }
+
+    /// Extends the index over frames published since it last looked, stopping at the first
+    /// unpublished commit word, at the end of the frames, or (with `verify`) at a bad frame.
+    /// Returns the offset and next sequence number reached.
+    pub(crate) fn extend_index(&self, interval: u64, verify: bool) -> Result<(u64, u64)> {
+        let mut idx = self.index.write().unwrap_or_else(|p| p.into_inner());
+        let (mut offset, mut seq) = (idx.scanned_offset, idx.scanned_next_seq);
+        let limit = self.completion().map_or(self.capacity, |c| c.end_offset);
+        while offset < limit {
+            let Some(Word::Frame { kind, payload_len, crc }) = self.word_at(offset)? else {
+                break;
+            };
+            let (ts, len) = if verify {
+                let f = self.checked_frame(offset, kind, payload_len, crc, seq)?;
+                (f.timestamp_ns, f.frame_len)
+            } else {
+                (self.timestamp_at(offset)?, frame::frame_len(u64::from(payload_len)))
+            };
+            if (seq - self.base_seq) % interval == 0 {
+                let max_ts_before = idx.max_ts;
+                idx.entries.push(IndexEntry { seq, offset, max_ts_before });
+            }
+            if idx.first_ts == 0 {
+                idx.first_ts = ts;
+            }
+            idx.max_ts = idx.max_ts.max(ts);
+            offset += len;
+            seq += 1;
+        }
+        idx.scanned_offset = offset;
+        idx.scanned_next_seq = seq;
+        Ok((offset, seq))
+    }
+
+    /// The timestamp of the published frame at `offset`.
+    fn timestamp_at(&self, offset: u64) -> Result<u64> {
+        let map = self.mapping()?;
+        // SAFETY: the caller loaded this frame's commit word as published (acquire), so its
+        // header bytes are immutable.
+        let b = unsafe { map.bytes(offset + frame::TIMESTAMP_OFFSET as u64, 8) }
+            .ok_or_else(|| self.corrupt(offset, CorruptionKind::Truncated { what: "frame" }))?;
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(b);
+        Ok(u64::from_le_bytes(ts))
+    }
+
+    /// Largest timestamp the index has seen, and first.
+    pub(crate) fn index_times(&self) -> (u64, u64) {
+        let idx = self.index.read().unwrap_or_else(|p| p.into_inner());
+        (idx.first_ts, idx.max_ts)
+    }
+
+    /// Writes a frame's bytes after its commit word, then publishes the commit word.
+    ///
+    /// # Safety
+    ///
+    /// `offset..offset + frame_len(payload.len())` must be a reservation of this segment owned
+    /// by the caller and not yet published.
+    #[inline]
+    pub(crate) unsafe fn publish_record(&self, offset: u64, seq: u64, ts: u64, payload: &[u8]) {
+        let Some(map) = self.map.get() else {
+            debug_assert!(false, "active segment without mapping");
+            return;
+        };
+        let st = frame::seq_ts_bytes(seq, ts);
+        let lk = frame::len_kind(FrameKind::Record, payload.len() as u32);
+        let crc = frame::record_crc(lk, &st, payload);
+        // SAFETY: the caller owns the reserved range exclusively (function contract).
+        unsafe {
+            map.write(offset + frame::SEQ_OFFSET as u64, &st);
+            map.write(offset + frame::PAYLOAD_OFFSET as u64, payload);
+        }
+        if let Some(w) = map.word(offset) {
+            w.store(frame::commit_word(lk, crc), Ordering::Release);
+        }
+    }
+
+    /// Turns an abandoned reservation into a padding frame, keeping its sequence number.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Segment::publish_record`], with `payload_len` the reserved payload length.
+    pub(crate) unsafe fn publish_padding(&self, offset: u64, seq: u64, ts: u64, payload_len: u32) {
+        let Some(map) = self.map.get() else { return };
+        let st = frame::seq_ts_bytes(seq, ts);
+        let lk = frame::len_kind(FrameKind::Padding, payload_len);
+        let crc = frame::padding_crc(lk, &st);
+        // SAFETY: the caller owns the reserved range exclusively (function contract).
+        unsafe { map.write(offset + frame::SEQ_OFFSET as u64, &st) };
+        if let Some(w) = map.word(offset) {
+            w.store(frame::commit_word(lk, crc), Ordering::Release);
+        }
+    }
+
+    /// Writes the end marker at `offset` (the start of the first reservation that did not fit).
+    pub(crate) fn publish_end_marker(&self, offset: u64) {
+        if let Some(w) = self.map.get().and_then(|m| m.word(offset)) {
+            w.store(frame::END_OF_SEGMENT_WORD, Ordering::Release);
+        }
+    }
+}
+
+impl SegmentIndex {
+    pub(crate) fn empty(start_offset: u64, base_seq: u64) -> SegmentIndex {
+        SegmentIndex {
+            entries: Vec::new(),
+            scanned_offset: start_offset,
+            scanned_next_seq: base_seq,
+            first_ts: 0,
+            max_ts: 0,
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! State shared by the `Log` handle, its readers and its background threads, and the append
+//! path: reserve, copy, publish, roll over.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+
+use arc_swap::ArcSwap;
+
+use super::flusher::FlushShared;
+use super::prealloc::SpareSlot;
+use super::segment::{Completion, Segment};
+use crate::error::{Error, Result};
+use crate::format::segment_header::SegmentHeader;
+use crate::options::{Durability, Options};
+use crate::storage::fs as sfs;
+
+const STATE_OPEN: u8 = 0;
+const STATE_POISONED: u8 = 1;
+const STATE_CLOSED: u8 = 2;
+
+/// The contiguous committed prefix: every frame before `offset` of `segment` is published.
+#[derive(Clone)]
+pub(crate) struct CommitPoint {
+    pub(crate) segment: Arc<Segment>,
+    pub(crate) offset: u64,
+    pub(crate) next_seq: u64,
+}
+
+pub(crate) struct Shared {
+    pub(crate) dir: PathBuf,
+    pub(crate) segments_dir: PathBuf,
+    pub(crate) options: Options,
+    /// The segment writers reserve in.
+    pub(crate) active: ArcSwap<Segment>,
+    /// Every live segment, in id order (ids are consecutive).
+    segments: RwLock<Vec<Arc<Segment>>>,
+    /// Serializes rollovers (never taken on the append path itself).
+    rollover: Mutex<()>,
+    state: AtomicU8,
+    poison_cause: Mutex<Option<String>>,
+    /// Timestamps are never below this: the largest timestamp recovered from the log.
+    clock_floor: u64,
+    /// Where the committed-prefix scan has got to.
+    commit: Mutex<Arc<Segment>>,
+    pub(crate) committed_next: AtomicU64,
+    /// Readers waiting for new frames sleep here.
+    tail_lock: Mutex<()>,
+    tail_cv: Condvar,
+    pub(crate) flush: FlushShared,
+    pub(crate) spare: SpareSlot,
+    _lock_file: File,
+}
+
+impl Shared {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        dir: PathBuf,
+        segments_dir: PathBuf,
+        options: Options,
+        segments: Vec<Arc<Segment>>,
+        commit_from: Arc<Segment>,
+        clock_floor: u64,
+        durable_next: u64,
+        lock_file: File,
+    ) -> Result<Shared> {
+        let Some(active) = segments.last().cloned() else {
+            return Err(Error::invalid("a log needs at least one segment"));
+        };
+        let spare = SpareSlot::new(active.id + 1, options.segment_size);
+        Ok(Shared {
+            dir,
+            segments_dir,
+            options,
+            active: ArcSwap::new(active),
+            segments: RwLock::new(segments),
+            rollover: Mutex::new(()),
+            state: AtomicU8::new(STATE_OPEN),
+            poison_cause: Mutex::new(None),
+            clock_floor,
+            commit: Mutex::new(commit_from),
+            committed_next: AtomicU64::new(durable_next),
+            tail_lock: Mutex::new(()),
+            tail_cv: Condvar::new(),
+            flush: FlushShared::new(durable_next),
+            spare,
+            _lock_file: lock_file,
+        })
+    }
+
+    /// Nanoseconds since the Unix epoch, never below the largest recovered timestamp.
+    #[inline]
+    pub(crate) fn now_ns(&self) -> u64 {
+        sfs::now_ns().max(self.clock_floor)
+    }
+
+    /// Fails unless the log accepts writes.
+    #[inline]
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        match self.state.load(Ordering::Relaxed) {
+            STATE_OPEN => Ok(()),
+            STATE_POISONED => Err(Error::Poisoned { cause: self.poison_cause() }),
+            _ => Err(Error::Closed),
+        }
+    }
+
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.state.load(Ordering::Acquire) == STATE_POISONED
+    }
+
+    pub(crate) fn poison_cause(&self) -> String {
+        lock(&self.poison_cause).clone().unwrap_or_default()
+    }
+
+    /// Refuses all further writes after a failed flush (see `Error::Poisoned`).
+    pub(crate) fn poison(&self, cause: &Error) {
+        *lock(&self.poison_cause) = Some(cause.to_string());
+        let _ = self.state.compare_exchange(
+            STATE_OPEN,
+            STATE_POISONED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        self.flush.wake_waiters();
+    }
+
+    pub(crate) fn mark_closed(&self) {
+        let _ = self.state.compare_exchange(STATE_OPEN, STATE_CLOSED, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    pub(crate) fn segments(&self) -> Vec<Arc<Segment>> {
+        self.segments.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn segment_by_id(&self, id: u64) -> Option<Arc<Segment>> {
+        let segs = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        let first = segs.first()?.id;
+        let seg = segs.get(usize::try_from(id.checked_sub(first)?).ok()?)?;
+        debug_assert_eq!(seg.id, id);
+        Some(seg.clone())
+    }
+
+    /// Reserves `frames` frames of `bytes` bytes in the active segment, rolling over as needed.
+    /// Returns the segment, the first reserved offset and the first sequence number.
+    #[inline]
+    pub(crate) fn reserve(&self, frames: u64, bytes: u64) -> Result<(Arc<Segment>, u64, u64)> {
+        loop {
+            let seg = self.active.load();
+            if seg.completion().is_none() {
+                let r = seg.tail.reserve(frames, bytes);
+                if r.offset + bytes <= seg.capacity {
+                    if r.waiter {
+                        self.wake_readers(&seg);
+                    }
+                    return Ok((Arc::clone(&seg), r.offset, seg.base_seq + r.count));
+                }
+                if r.offset <= seg.capacity {
+                    // The first reservation that does not fit seals the segment: its start is
+                    // where the frames end, and the count before it is the segment's count.
+                    seg.publish_end_marker(r.offset);
+                    seg.complete(Completion { record_count: r.count, end_offset: r.offset });
+                    self.wake_readers(&seg);
+                }
+            }
+            self.roll_over(&seg)?;
+        }
+    }
+
+    /// Makes the segment after `full` the active one, unless another writer already did.
+    #[cold]
+    fn roll_over(&self, full: &Segment) -> Result<()> {
+        let completion = wait_for_completion(full);
+        let _guard = lock(&self.rollover);
+        if self.active.load().id != full.id {
+            return Ok(());
+        }
+        self.check_writable()?;
+        let next = self.activate_next(full.id + 1, full.base_seq + completion.record_count)?;
+        self.segments.write().unwrap_or_else(|p| p.into_inner()).push(Arc::clone(&next));
+        self.active.store(next);
+        self.wake_readers(full);
+        self.flush.request_seal();
+        Ok(())
+    }
+
+    /// Takes the prepared segment `id` and makes it active at `base_seq`.
+    pub(crate) fn activate_next(&self, id: u64, base_seq: u64) -> Result<Arc<Segment>> {
+        let prepared = self.spare.take(id)?;
+        let header = SegmentHeader {
+            segment_id: id,
+            capacity: prepared.capacity,
+            base_seq,
+            created_ns: self.now_ns(),
+        };
+        Ok(Arc::new(Segment::activate(prepared.path, prepared.map, header)?))
+    }
+
+    /// Wakes readers waiting for new frames. Clears the waiter flag first, so a reader that
+    /// registers after the clear is either woken by this notification or seen by a later
+    /// writer.
+    pub(crate) fn wake_readers(&self, seg: &Segment) {
+        seg.tail.clear_waiter();
+        let _g = lock(&self.tail_lock);
+        self.tail_cv.notify_all();
+    }
+
+    pub(crate) fn tail_lock(&self) -> MutexGuard<'_, ()> {
+        lock(&self.tail_lock)
+    }
+
+    pub(crate) fn tail_cv(&self) -> &Condvar {
+        &self.tail_cv
+    }
+
+    /// Advances the committed prefix over every frame published since the last call (it
+    /// stops at the first reservation not yet published) and returns it.
+    pub(crate) fn advance_committed(&self) -> Result<CommitPoint> {
+        let mut cur = lock(&self.commit);
+        loop {
+            let (offset, next_seq) = cur.extend_index(self.options.index_interval, false)?;
+            let at_end = cur.completion().is_some_and(|c| offset >= c.end_offset);
+            if at_end && let Some(next) = self.segment_by_id(cur.id + 1) {
+                *cur = next;
+                continue;
+            }
+            self.committed_next.fetch_max(next_seq, Ordering::AcqRel);
+            return Ok(CommitPoint { segment: Arc::clone(&cur), offset, next_seq });
+        }
+    }
+
+    /// The sequence number after the last one reserved so far (published or not).
+    pub(crate) fn reserved_next(&self) -> u64 {
+        let seg = self.active.load();
+        let count = match seg.completion() {
+            Some(c) => c.record_count,
+            None => seg.tail.load().count,
+        };
+        seg.base_seq + count
+    }
+
+    pub(crate) fn durability(&self) -> Durability {
+        self.options.durability
+    }
+}
+
+/// The writer that sealed `seg` records its completion right after its reservation, with
+/// nothing in between that can block; wait for it.
+fn wait_for_completion(seg: &Segment) -> Completion {
+    let mut spins = 0u32;
+    loop {
+        if let Some(c) = seg.completion() {
+            return c;
+        }
+        spins += 1;
+        if spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

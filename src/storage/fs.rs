@@ -1,0 +1,187 @@
+//! Files and directories: segment creation with real allocation, directory syncs, the lock.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+use crate::format::lock_file::{self, LockOwner};
+
+/// Name of the lock file inside a log directory.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+/// Name of the segment directory inside a log directory.
+pub(crate) const SEGMENTS_DIR: &str = "segments";
+const SEGMENT_SUFFIX: &str = ".seg";
+const TMP_SUFFIX: &str = ".seg.tmp";
+
+/// Path of segment `id` in `segments_dir`.
+pub(crate) fn segment_path(segments_dir: &Path, id: u64) -> PathBuf {
+    segments_dir.join(format!("{id:020}{SEGMENT_SUFFIX}"))
+}
+
+/// What a file name in the segment directory is.
+pub(crate) enum SegmentName {
+    /// `<id>.seg`
+    Segment(u64),
+    /// `<id>.seg.tmp`: a segment whose preparation never finished.
+    Temporary,
+    /// Anything else.
+    Other,
+}
+
+pub(crate) fn parse_segment_name(name: &str) -> SegmentName {
+    if name.ends_with(TMP_SUFFIX) {
+        return SegmentName::Temporary;
+    }
+    match name.strip_suffix(SEGMENT_SUFFIX) {
+        Some(id) if id.len() == 20 && id.bytes().all(|b| b.is_ascii_digit()) => {
+            id.parse().map_or(SegmentName::Other, SegmentName::Segment)
+        }
+        _ => SegmentName::Other,
+    }
+}
+
+/// Nanoseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// `fsync` of a directory, so that entries created, renamed or removed in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+fn is_no_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// Creates segment file `id` of `capacity` bytes, fully allocated on disk (never sparse), and
+/// makes its existence durable: write `<id>.seg.tmp`, allocate, fsync, rename, fsync directory.
+pub(crate) fn create_segment_file(segments_dir: &Path, id: u64, capacity: u64) -> Result<File> {
+    let path = segment_path(segments_dir, id);
+    let tmp = path.with_extension("seg.tmp");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Error::io("create segment", &tmp, e))?;
+    let allocated = allocate(&file, capacity).and_then(|()| file.sync_all());
+    if let Err(e) = allocated {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(if is_no_space(&e) {
+            Error::NoSpace { path }
+        } else {
+            Error::io("allocate segment", &tmp, e)
+        });
+    }
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename segment", &tmp, e))?;
+    sync_dir(segments_dir)?;
+    Ok(file)
+}
+
+/// Allocates `len` bytes of real disk space for `file` (which must be empty).
+fn allocate(file: &File, len: u64) -> io::Result<()> {
+    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::OPNOTSUPP) => write_zeros(file, len),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Allocation for filesystems without `fallocate`: write the zeros for real.
+fn write_zeros(file: &File, len: u64) -> io::Result<()> {
+    let chunk = vec![0u8; 1 << 20];
+    let mut w = io::BufWriter::new(file);
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        w.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    w.flush()
+}
+
+/// Opens (creating if needed) `<dir>/LOCK` and takes an exclusive, non-blocking `flock` on it.
+/// The lock is released when the returned file is closed, including when the process dies.
+pub(crate) fn acquire_lock(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| Error::io("open lock file", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut buf = [0u8; lock_file::LOCK_FILE_LEN];
+            let owner_pid = file
+                .read_exact_at(&mut buf, 0)
+                .ok()
+                .and_then(|()| lock_file::decode(&buf).ok())
+                .map(|o| o.pid);
+            return Err(Error::Locked { path: dir.to_path_buf(), owner_pid });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+    }
+    let owner = LockOwner { pid: std::process::id(), opened_ns: now_ns() };
+    file.write_all_at(&lock_file::encode(owner), 0)
+        .map_err(|e| Error::io("write lock file", &path, e))?;
+    Ok(file)
+}
+
+/// Reads exactly `buf.len()` bytes at `offset` with `pread`: a media error is an `EIO` here,
+/// where through a mapping it would be a SIGBUS.
+pub(crate) fn read_at(file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> Result<()> {
+    file.read_exact_at(buf, offset).map_err(|e| Error::io("read", path, e))
+}
+
+/// Writes `buf` at `offset` with `pwrite`.
+pub(crate) fn write_at(file: &File, path: &Path, offset: u64, buf: &[u8]) -> Result<()> {
+    file.write_all_at(buf, offset).map_err(|e| Error::io("write", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let p = segment_path(Path::new("/x"), 42);
+        assert_eq!(p, Path::new("/x/00000000000000000042.seg"));
+        assert!(matches!(parse_segment_name("00000000000000000042.seg"), SegmentName::Segment(42)));
+        assert!(matches!(parse_segment_name("00000000000000000042.seg.tmp"), SegmentName::Temporary));
+        assert!(matches!(parse_segment_name("42.seg"), SegmentName::Other));
+        assert!(matches!(parse_segment_name("notes.txt"), SegmentName::Other));
+    }
+
+    #[test]
+    fn created_segments_are_allocated_not_sparse() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = create_segment_file(dir.path(), 0, 1 << 20).unwrap();
+        let md = f.metadata().unwrap();
+        assert_eq!(md.len(), 1 << 20);
+        assert!(md.blocks() * 512 >= 1 << 20, "segment is sparse: {} blocks", md.blocks());
+        assert!(!dir.path().join("00000000000000000000.seg.tmp").exists());
+    }
+
+    #[test]
+    fn second_lock_is_refused_and_names_the_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = acquire_lock(dir.path()).unwrap();
+        match acquire_lock(dir.path()) {
+            Err(Error::Locked { owner_pid, .. }) => assert_eq!(owner_pid, Some(std::process::id())),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! The `mmlog` command-line tool.
+fn main() {}
