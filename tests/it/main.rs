@@ -1,0 +1,5 @@
+//! Integration tests of the public API: one binary, a module per area.
+
+mod append;
+mod corruption;
+mod support;
