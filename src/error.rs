@@ -171,7 +171,11 @@ pub enum CorruptionKind {
 impl Error {
     /// Builds an [`Error::Io`].
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
-        Error::Io { op, path: path.into(), source }
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 
     /// Builds an [`Error::Corrupt`].
@@ -182,12 +186,18 @@ impl Error {
                 found,
                 supported: crate::format::FORMAT_VERSION,
             },
-            kind => Error::Corrupt { path: path.into(), offset, kind },
+            kind => Error::Corrupt {
+                path: path.into(),
+                offset,
+                kind,
+            },
         }
     }
 
     pub(crate) fn invalid(reason: impl Into<String>) -> Error {
-        Error::InvalidArgument { reason: reason.into() }
+        Error::InvalidArgument {
+            reason: reason.into(),
+        }
     }
 }
 
@@ -196,16 +206,33 @@ impl fmt::Display for Error {
         match self {
             Error::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
             Error::Corrupt { path, offset, kind } => {
-                write!(f, "corrupt log file {} at offset {offset}: {kind}", path.display())
+                write!(
+                    f,
+                    "corrupt log file {} at offset {offset}: {kind}",
+                    path.display()
+                )
             }
-            Error::Locked { path, owner_pid: Some(pid) } => {
-                write!(f, "log {} is locked by another owner (pid {pid})", path.display())
+            Error::Locked {
+                path,
+                owner_pid: Some(pid),
+            } => {
+                write!(
+                    f,
+                    "log {} is locked by another owner (pid {pid})",
+                    path.display()
+                )
             }
-            Error::Locked { path, owner_pid: None } => {
+            Error::Locked {
+                path,
+                owner_pid: None,
+            } => {
                 write!(f, "log {} is locked by another owner", path.display())
             }
             Error::RecordTooLarge { len, max } => {
-                write!(f, "record of {len} bytes is larger than a segment accepts ({max} bytes)")
+                write!(
+                    f,
+                    "record of {len} bytes is larger than a segment accepts ({max} bytes)"
+                )
             }
             Error::NoSpace { path } => {
                 write!(f, "no space left on device for segment {}", path.display())
@@ -214,7 +241,11 @@ impl fmt::Display for Error {
                 f,
                 "log refuses writes after a failed flush to stable storage ({cause}); reopen it"
             ),
-            Error::UnsupportedVersion { path, found, supported } => write!(
+            Error::UnsupportedVersion {
+                path,
+                found,
+                supported,
+            } => write!(
                 f,
                 "unsupported format version {found} in {} (this release supports {supported})",
                 path.display()
@@ -236,19 +267,27 @@ impl fmt::Display for CorruptionKind {
                 write!(f, "unsupported format version {found}")
             }
             CorruptionKind::HeaderChecksum { expected, actual } => {
-                write!(f, "header checksum mismatch (stored {expected:#010x}, computed {actual:#010x})")
+                write!(
+                    f,
+                    "header checksum mismatch (stored {expected:#010x}, computed {actual:#010x})"
+                )
             }
             CorruptionKind::BadHeaderField { field, value } => {
                 write!(f, "header field {field} has impossible value {value}")
             }
             CorruptionKind::ChecksumMismatch { expected, actual } => {
-                write!(f, "frame checksum mismatch (stored {expected:#010x}, computed {actual:#010x})")
+                write!(
+                    f,
+                    "frame checksum mismatch (stored {expected:#010x}, computed {actual:#010x})"
+                )
             }
             CorruptionKind::LengthOutOfBounds { len } => {
                 write!(f, "frame length {len} runs past the end of the segment")
             }
             CorruptionKind::UnknownFrameKind { found } => write!(f, "unknown frame kind {found}"),
-            CorruptionKind::BadEndMarker { found } => write!(f, "malformed end marker {found:#018x}"),
+            CorruptionKind::BadEndMarker { found } => {
+                write!(f, "malformed end marker {found:#018x}")
+            }
             CorruptionKind::UnexpectedSeq { expected, found } => {
                 write!(f, "sequence number {found} where {expected} was expected")
             }
@@ -256,7 +295,10 @@ impl fmt::Display for CorruptionKind {
                 write!(f, "segment {segment_id} is missing")
             }
             CorruptionKind::SeqDiscontinuity { expected, found } => {
-                write!(f, "segment starts at sequence {found} where {expected} was expected")
+                write!(
+                    f,
+                    "segment starts at sequence {found} where {expected} was expected"
+                )
             }
             CorruptionKind::Truncated { what } => write!(f, "{what} is truncated"),
         }

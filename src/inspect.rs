@@ -85,15 +85,28 @@ pub fn inspect(dir: impl AsRef<Path>, deep: bool) -> Result<Inspection> {
     let dir = dir.as_ref();
     let segments_dir = dir.join(sfs::SEGMENTS_DIR);
     if !segments_dir.is_dir() {
-        let reason = if dir.is_dir() { "no segments/ directory" } else { "no such directory" };
-        return Err(Error::NotALog { path: dir.into(), reason: reason.into() });
+        let reason = if dir.is_dir() {
+            "no segments/ directory"
+        } else {
+            "no such directory"
+        };
+        return Err(Error::NotALog {
+            path: dir.into(),
+            reason: reason.into(),
+        });
     }
-    let mut out = Inspection { lock_owner: lock_owner(dir), ..Inspection::default() };
+    let mut out = Inspection {
+        lock_owner: lock_owner(dir),
+        ..Inspection::default()
+    };
     let mut ids = Vec::new();
-    let rd = std::fs::read_dir(&segments_dir).map_err(|e| Error::io("read dir", &segments_dir, e))?;
+    let rd =
+        std::fs::read_dir(&segments_dir).map_err(|e| Error::io("read dir", &segments_dir, e))?;
     for entry in rd {
         let entry = entry.map_err(|e| Error::io("read dir", &segments_dir, e))?;
-        if let SegmentName::Segment(id) = sfs::parse_segment_name(&entry.file_name().to_string_lossy()) {
+        if let SegmentName::Segment(id) =
+            sfs::parse_segment_name(&entry.file_name().to_string_lossy())
+        {
             ids.push(id);
         }
     }
@@ -106,14 +119,23 @@ pub fn inspect(dir: impl AsRef<Path>, deep: bool) -> Result<Inspection> {
             && id != p + 1
         {
             let kind = CorruptionKind::MissingSegment { segment_id: p + 1 };
-            out.problems.push(Problem { path: path.clone(), offset: 0, kind: Some(kind), torn_tail: false });
+            out.problems.push(Problem {
+                path: path.clone(),
+                offset: 0,
+                kind: Some(kind),
+                torn_tail: false,
+            });
         }
         prev_id = Some(id);
         let info = inspect_segment(id, &path, deep, &mut expected_base, &mut out)?;
         out.segments.push(info);
     }
     mark_torn_tail(&mut out);
-    out.first_seq = out.segments.iter().find_map(|s| s.header.map(|h| h.base_seq)).unwrap_or(0);
+    out.first_seq = out
+        .segments
+        .iter()
+        .find_map(|s| s.header.map(|h| h.base_seq))
+        .unwrap_or(0);
     out.next_seq = expected_base.unwrap_or(out.first_seq);
     out.records = out.segments.iter().map(|s| s.frames).sum();
     Ok(out)
@@ -122,8 +144,13 @@ pub fn inspect(dir: impl AsRef<Path>, deep: bool) -> Result<Inspection> {
 fn lock_owner(dir: &Path) -> Option<(u32, bool)> {
     let file = File::open(dir.join(sfs::LOCK_FILE)).ok()?;
     let mut buf = [0u8; lock_file::LOCK_FILE_LEN];
-    let owner = sfs::read_at(&file, dir, 0, &mut buf).ok().and_then(|()| lock_file::decode(&buf).ok())?;
-    let held = matches!(file.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock));
+    let owner = sfs::read_at(&file, dir, 0, &mut buf)
+        .ok()
+        .and_then(|()| lock_file::decode(&buf).ok())?;
+    let held = matches!(
+        file.try_lock_shared(),
+        Err(std::fs::TryLockError::WouldBlock)
+    );
     Some((owner.pid, held))
 }
 
@@ -135,7 +162,10 @@ fn inspect_segment(
     out: &mut Inspection,
 ) -> Result<SegmentInfo> {
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
-    let capacity = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+    let capacity = file
+        .metadata()
+        .map_err(|e| Error::io("stat", path, e))?
+        .len();
     let mut info = SegmentInfo {
         id,
         path: path.into(),
@@ -149,11 +179,21 @@ fn inspect_segment(
         max_ts: 0,
     };
     let mut problem = |offset, kind| {
-        out.problems.push(Problem { path: path.into(), offset, kind: Some(kind), torn_tail: false });
+        out.problems.push(Problem {
+            path: path.into(),
+            offset,
+            kind: Some(kind),
+            torn_tail: false,
+        });
     };
     let mut head = [0u8; SEGMENT_HEADER_LEN];
     if capacity < SEGMENT_HEADER_LEN as u64 {
-        problem(capacity, CorruptionKind::Truncated { what: "segment header" });
+        problem(
+            capacity,
+            CorruptionKind::Truncated {
+                what: "segment header",
+            },
+        );
         return Ok(info);
     }
     sfs::read_at(&file, path, 0, &mut head)?;
@@ -168,13 +208,24 @@ fn inspect_segment(
     info.header = Some(header);
     info.seal = Seal::decode(&head);
     if header.capacity != capacity {
-        problem(capacity, CorruptionKind::Truncated { what: "segment file" });
+        problem(
+            capacity,
+            CorruptionKind::Truncated {
+                what: "segment file",
+            },
+        );
         return Ok(info);
     }
     if let Some(e) = *expected_base
         && e != header.base_seq
     {
-        problem(32, CorruptionKind::SeqDiscontinuity { expected: e, found: header.base_seq });
+        problem(
+            32,
+            CorruptionKind::SeqDiscontinuity {
+                expected: e,
+                found: header.base_seq,
+            },
+        );
     }
     if let (Some(seal), false) = (info.seal, deep) {
         info.frames = seal.record_count;
@@ -184,7 +235,8 @@ fn inspect_segment(
         *expected_base = Some(header.base_seq + seal.record_count);
         return Ok(info);
     }
-    let mut bytes = vec![0u8; usize::try_from(capacity).map_err(|_| Error::invalid("segment too large"))?];
+    let mut bytes =
+        vec![0u8; usize::try_from(capacity).map_err(|_| Error::invalid("segment too large"))?];
     sfs::read_at(&file, path, 0, &mut bytes)?;
     let mut padding = 0;
     let scanned = scan::scan_frames(&bytes, header.base_seq, |_, f| {
@@ -199,7 +251,11 @@ fn inspect_segment(
     info.max_ts = scanned.max_ts;
     *expected_base = Some(scanned.next_seq);
     let at_end = matches!(scanned.stop, ScanStop::EndMarker | ScanStop::Full);
-    let keep = if at_end { (scanned.end_offset + 8).min(capacity) } else { scanned.end_offset };
+    let keep = if at_end {
+        (scanned.end_offset + 8).min(capacity)
+    } else {
+        scanned.end_offset
+    };
     let garbage = scan::nonzero_extent(&bytes, keep as usize) as u64 > keep;
     match scanned.stop {
         ScanStop::Bad(kind) => problem(scanned.end_offset, kind),
@@ -214,8 +270,16 @@ fn inspect_segment(
     if let Some(seal) = info.seal
         && (seal.record_count != info.frames || seal.end_offset != scanned.end_offset)
     {
-        let kind = CorruptionKind::BadHeaderField { field: "seal record_count", value: seal.record_count };
-        out.problems.push(Problem { path: path.into(), offset: 64, kind: Some(kind), torn_tail: false });
+        let kind = CorruptionKind::BadHeaderField {
+            field: "seal record_count",
+            value: seal.record_count,
+        };
+        out.problems.push(Problem {
+            path: path.into(),
+            offset: 64,
+            kind: Some(kind),
+            torn_tail: false,
+        });
     }
     Ok(info)
 }
@@ -228,7 +292,10 @@ fn mark_torn_tail(out: &mut Inspection) {
         .iter()
         .rposition(|s| s.seal.is_some())
         .map_or(0, |i| i + 1);
-    let tail_paths: Vec<&PathBuf> = out.segments[first_unsealed..].iter().map(|s| &s.path).collect();
+    let tail_paths: Vec<&PathBuf> = out.segments[first_unsealed..]
+        .iter()
+        .map(|s| &s.path)
+        .collect();
     for p in &mut out.problems {
         let structural = matches!(
             p.kind,
@@ -278,7 +345,8 @@ pub fn dump(
             }
             continue;
         };
-        if h.base_seq + seal.record_count <= from_seq || (seal.max_ts < since_ns && seal.max_ts > 0) {
+        if h.base_seq + seal.record_count <= from_seq || (seal.max_ts < since_ns && seal.max_ts > 0)
+        {
             continue;
         }
         if !dump_segment(seg, from_seq, since_ns, &mut each)? {
@@ -296,7 +364,8 @@ fn dump_segment(
 ) -> Result<bool> {
     let Some(h) = seg.header else { return Ok(true) };
     let file = File::open(&seg.path).map_err(|e| Error::io("open", &seg.path, e))?;
-    let mut bytes = vec![0u8; usize::try_from(seg.capacity).map_err(|_| Error::invalid("segment too large"))?];
+    let mut bytes =
+        vec![0u8; usize::try_from(seg.capacity).map_err(|_| Error::invalid("segment too large"))?];
     sfs::read_at(&file, &seg.path, 0, &mut bytes)?;
     let mut go_on = true;
     let out = scan::scan_frames(&bytes, h.base_seq, |offset, f| {

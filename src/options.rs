@@ -104,12 +104,16 @@ impl Options {
             )));
         }
         if !(1..=65_536).contains(&self.index_interval) {
-            return Err(Error::invalid("index interval must be between 1 and 65536 records"));
+            return Err(Error::invalid(
+                "index interval must be between 1 and 65536 records",
+            ));
         }
         if let Durability::Periodic(d) = self.durability
             && d.is_zero()
         {
-            return Err(Error::invalid("periodic durability needs a non-zero interval"));
+            return Err(Error::invalid(
+                "periodic durability needs a non-zero interval",
+            ));
         }
         Ok(())
     }

@@ -58,7 +58,9 @@ pub fn encode(next_seq: u64, timestamp_ns: u64, blob: &[u8]) -> Vec<u8> {
 /// Decodes and checks a whole checkpoint file; returns the header and the blob.
 pub fn decode(bytes: &[u8]) -> Result<(CheckpointHeader, &[u8]), CorruptionKind> {
     let Some(h) = bytes.get(..CHECKPOINT_HEADER_LEN) else {
-        return Err(CorruptionKind::Truncated { what: "checkpoint header" });
+        return Err(CorruptionKind::Truncated {
+            what: "checkpoint header",
+        });
     };
     if h[..8] != CHECKPOINT_MAGIC {
         return Err(CorruptionKind::BadMagic);
@@ -70,7 +72,10 @@ pub fn decode(bytes: &[u8]) -> Result<(CheckpointHeader, &[u8]), CorruptionKind>
     let stored = le_u32(h, HEADER_CRC_OFFSET);
     let actual = checksum(&h[..HEADER_CRC_OFFSET]);
     if stored != actual {
-        return Err(CorruptionKind::HeaderChecksum { expected: stored, actual });
+        return Err(CorruptionKind::HeaderChecksum {
+            expected: stored,
+            actual,
+        });
     }
     let header = CheckpointHeader {
         next_seq: le_u64(h, NEXT_SEQ_OFFSET),
@@ -80,11 +85,16 @@ pub fn decode(bytes: &[u8]) -> Result<(CheckpointHeader, &[u8]), CorruptionKind>
     let blob = usize::try_from(header.blob_len)
         .ok()
         .and_then(|len| bytes.get(CHECKPOINT_HEADER_LEN..CHECKPOINT_HEADER_LEN.checked_add(len)?))
-        .ok_or(CorruptionKind::Truncated { what: "checkpoint blob" })?;
+        .ok_or(CorruptionKind::Truncated {
+            what: "checkpoint blob",
+        })?;
     let stored = le_u32(h, BLOB_CRC_OFFSET);
     let actual = checksum(blob);
     if stored != actual {
-        return Err(CorruptionKind::ChecksumMismatch { expected: stored, actual });
+        return Err(CorruptionKind::ChecksumMismatch {
+            expected: stored,
+            actual,
+        });
     }
     Ok((header, blob))
 }
@@ -97,7 +107,14 @@ mod tests {
     fn round_trip_and_every_truncation_fails() {
         let file = encode(10, 20, b"state");
         let (h, blob) = decode(&file).unwrap();
-        assert_eq!(h, CheckpointHeader { next_seq: 10, timestamp_ns: 20, blob_len: 5 });
+        assert_eq!(
+            h,
+            CheckpointHeader {
+                next_seq: 10,
+                timestamp_ns: 20,
+                blob_len: 5
+            }
+        );
         assert_eq!(blob, b"state");
         for cut in 0..file.len() {
             assert!(decode(&file[..cut]).is_err(), "cut at {cut}");

@@ -132,11 +132,21 @@ pub fn decode_word(word: u64) -> Result<Word, CorruptionKind> {
     let crc = (word >> 32) as u32;
     let payload_len = lk & LEN_MASK;
     match lk >> LEN_BITS {
-        1 => Ok(Word::Frame { kind: FrameKind::Record, payload_len, crc }),
-        2 => Ok(Word::Frame { kind: FrameKind::Padding, payload_len, crc }),
+        1 => Ok(Word::Frame {
+            kind: FrameKind::Record,
+            payload_len,
+            crc,
+        }),
+        2 => Ok(Word::Frame {
+            kind: FrameKind::Padding,
+            payload_len,
+            crc,
+        }),
         3 if word == END_OF_SEGMENT_WORD => Ok(Word::EndOfSegment),
         3 => Err(CorruptionKind::BadEndMarker { found: word }),
-        _ => Err(CorruptionKind::UnknownFrameKind { found: (lk >> LEN_BITS) as u8 }),
+        _ => Err(CorruptionKind::UnknownFrameKind {
+            found: (lk >> LEN_BITS) as u8,
+        }),
     }
 }
 
@@ -167,7 +177,9 @@ pub fn check_body<'a>(
 ) -> Result<Frame<'a>, CorruptionKind> {
     let payload_end = 16 + payload_len as usize;
     let (Some(seq_ts), Some(payload)) = (body.get(..16), body.get(16..payload_end)) else {
-        return Err(CorruptionKind::LengthOutOfBounds { len: u64::from(payload_len) });
+        return Err(CorruptionKind::LengthOutOfBounds {
+            len: u64::from(payload_len),
+        });
     };
     let mut st = [0u8; 16];
     st.copy_from_slice(seq_ts);
@@ -178,7 +190,10 @@ pub fn check_body<'a>(
         FrameKind::EndOfSegment => return Err(CorruptionKind::BadEndMarker { found: 0 }),
     };
     if actual != stored_crc {
-        return Err(CorruptionKind::ChecksumMismatch { expected: stored_crc, actual });
+        return Err(CorruptionKind::ChecksumMismatch {
+            expected: stored_crc,
+            actual,
+        });
     }
     let mut seq = [0u8; 8];
     let mut ts = [0u8; 8];
@@ -215,7 +230,11 @@ pub fn decode_at(bytes: &[u8], offset: usize) -> Result<Decoded<'_>, CorruptionK
     match decode_word(u64::from_le_bytes(w))? {
         Word::Unwritten => Ok(Decoded::End),
         Word::EndOfSegment => Ok(Decoded::EndOfSegment),
-        Word::Frame { kind, payload_len, crc } => {
+        Word::Frame {
+            kind,
+            payload_len,
+            crc,
+        } => {
             let body = bytes.get(offset + COMMIT_WORD_LEN..).unwrap_or(&[]);
             check_body(kind, payload_len, crc, body).map(Decoded::Frame)
         }
@@ -225,7 +244,9 @@ pub fn decode_at(bytes: &[u8], offset: usize) -> Result<Decoded<'_>, CorruptionK
 /// Writes a complete record frame into `out` (which must hold `frame_len(payload.len())` bytes).
 /// Used by tests, fixtures and tools; the engine writes frames in place through the mapping.
 pub fn encode_record(out: &mut [u8], seq: u64, timestamp_ns: u64, payload: &[u8]) -> Option<u64> {
-    let payload_len = u32::try_from(payload.len()).ok().filter(|&l| u64::from(l) <= PAYLOAD_LEN_MAX)?;
+    let payload_len = u32::try_from(payload.len())
+        .ok()
+        .filter(|&l| u64::from(l) <= PAYLOAD_LEN_MAX)?;
     let total = frame_len(u64::from(payload_len));
     let out = out.get_mut(..usize::try_from(total).ok()?)?;
     let st = seq_ts_bytes(seq, timestamp_ns);
@@ -246,7 +267,11 @@ const fn crc32c_const(bytes: &[u8]) -> u32 {
         crc ^= bytes[i] as u32;
         let mut bit = 0;
         while bit < 8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
             bit += 1;
         }
         i += 1;
@@ -262,7 +287,10 @@ mod tests {
     fn const_crc_matches_runtime_crc() {
         assert_eq!(crc32c_const(b"123456789"), checksum(b"123456789"));
         let lk = len_kind(FrameKind::EndOfSegment, 0);
-        assert_eq!(END_OF_SEGMENT_WORD >> 32, u64::from(checksum(&lk.to_le_bytes())));
+        assert_eq!(
+            END_OF_SEGMENT_WORD >> 32,
+            u64::from(checksum(&lk.to_le_bytes()))
+        );
     }
 
     #[test]

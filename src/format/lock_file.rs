@@ -52,9 +52,15 @@ pub fn decode(bytes: &[u8]) -> Result<LockOwner, CorruptionKind> {
     let stored = le_u32(b, CRC_OFFSET);
     let actual = checksum(&b[..CRC_OFFSET]);
     if stored != actual {
-        return Err(CorruptionKind::HeaderChecksum { expected: stored, actual });
+        return Err(CorruptionKind::HeaderChecksum {
+            expected: stored,
+            actual,
+        });
     }
-    Ok(LockOwner { pid: le_u32(b, PID_OFFSET), opened_ns: le_u64(b, OPENED_OFFSET) })
+    Ok(LockOwner {
+        pid: le_u32(b, PID_OFFSET),
+        opened_ns: le_u64(b, OPENED_OFFSET),
+    })
 }
 
 #[cfg(test)]
@@ -63,7 +69,10 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let owner = LockOwner { pid: 4242, opened_ns: 7 };
+        let owner = LockOwner {
+            pid: 4242,
+            opened_ns: 7,
+        };
         assert_eq!(decode(&encode(owner)).unwrap(), owner);
         assert!(decode(&[0u8; 32]).is_err());
     }

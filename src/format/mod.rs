@@ -224,9 +224,18 @@ mod tests {
         assert_eq!(lock_file::OPENED_OFFSET, 16);
         assert_eq!(lock_file::CRC_OFFSET, 24);
 
-        assert_eq!(&SEGMENT_MAGIC, &[0x89, 0x4D, 0x4D, 0x4C, 0x53, 0x45, 0x47, 0x0A]);
-        assert_eq!(&CHECKPOINT_MAGIC, &[0x89, 0x4D, 0x4D, 0x4C, 0x43, 0x4B, 0x50, 0x0A]);
-        assert_eq!(&LOCK_MAGIC, &[0x89, 0x4D, 0x4D, 0x4C, 0x4C, 0x43, 0x4B, 0x0A]);
+        assert_eq!(
+            &SEGMENT_MAGIC,
+            &[0x89, 0x4D, 0x4D, 0x4C, 0x53, 0x45, 0x47, 0x0A]
+        );
+        assert_eq!(
+            &CHECKPOINT_MAGIC,
+            &[0x89, 0x4D, 0x4D, 0x4C, 0x43, 0x4B, 0x50, 0x0A]
+        );
+        assert_eq!(
+            &LOCK_MAGIC,
+            &[0x89, 0x4D, 0x4D, 0x4C, 0x4C, 0x43, 0x4B, 0x0A]
+        );
     }
 
     fn hex(bytes: &[u8]) -> String {
@@ -236,21 +245,41 @@ mod tests {
     /// The exact bytes of a segment header and a record: a change to either is a format change.
     #[test]
     fn golden_bytes() {
-        let header =
-            SegmentHeader { segment_id: 1, capacity: 4096, base_seq: 2, created_ns: 3 }.encode();
+        let header = SegmentHeader {
+            segment_id: 1,
+            capacity: 4096,
+            base_seq: 2,
+            created_ns: 3,
+        }
+        .encode();
         assert_eq!(
             hex(&header),
             concat!(
-                "894d4d4c5345470a", "0100000080000000", "0100000000000000", "0010000000000000",
-                "0200000000000000", "0300000000000000", "0000000000000000", "00000000",
+                "894d4d4c5345470a",
+                "0100000080000000",
+                "0100000000000000",
+                "0010000000000000",
+                "0200000000000000",
+                "0300000000000000",
+                "0000000000000000",
+                "00000000",
                 "42f0c0ff"
             )
         );
-        let seal = Seal { record_count: 4, end_offset: 160, first_ts: 5, max_ts: 6 }.encode();
+        let seal = Seal {
+            record_count: 4,
+            end_offset: 160,
+            first_ts: 5,
+            max_ts: 6,
+        }
+        .encode();
         assert_eq!(
             hex(&seal),
             concat!(
-                "0400000000000000", "a000000000000000", "0500000000000000", "0600000000000000",
+                "0400000000000000",
+                "a000000000000000",
+                "0500000000000000",
+                "0600000000000000",
                 "00000000000000000000000000000000000000000000000000000000",
                 "c185671d"
             )
@@ -260,7 +289,11 @@ mod tests {
         assert_eq!(
             hex(&rec),
             concat!(
-                "03000040", "c1ebdc3d", "0200000000000000", "0300000000000000", "6869210000000000"
+                "03000040",
+                "c1ebdc3d",
+                "0200000000000000",
+                "0300000000000000",
+                "6869210000000000"
             )
         );
     }

@@ -100,7 +100,9 @@ impl SegmentHeader {
     /// Decodes bytes `0..64` (a longer slice is fine). Checks magic, version, length and CRC.
     pub fn decode(bytes: &[u8]) -> Result<HeaderState, CorruptionKind> {
         let Some(b) = bytes.get(..SEAL_OFFSET) else {
-            return Err(CorruptionKind::Truncated { what: "segment header" });
+            return Err(CorruptionKind::Truncated {
+                what: "segment header",
+            });
         };
         if b.iter().all(|&x| x == 0) {
             return Ok(HeaderState::Blank);
@@ -116,11 +118,17 @@ impl SegmentHeader {
         let stored = le_u32(b, HEADER_CRC_OFFSET);
         let actual = checksum(&b[..HEADER_CRC_OFFSET]);
         if stored != actual {
-            return Err(CorruptionKind::HeaderChecksum { expected: stored, actual });
+            return Err(CorruptionKind::HeaderChecksum {
+                expected: stored,
+                actual,
+            });
         }
         let header_len = le_u32(b, HEADER_LEN_OFFSET);
         if header_len as usize != SEGMENT_HEADER_LEN {
-            return Err(CorruptionKind::BadHeaderField { field: "header_len", value: header_len.into() });
+            return Err(CorruptionKind::BadHeaderField {
+                field: "header_len",
+                value: header_len.into(),
+            });
         }
         Ok(HeaderState::Valid(SegmentHeader {
             segment_id: le_u64(b, SEGMENT_ID_OFFSET),
@@ -167,15 +175,31 @@ mod tests {
     use super::*;
 
     fn sample() -> SegmentHeader {
-        SegmentHeader { segment_id: 3, capacity: 1 << 20, base_seq: 1000, created_ns: 55 }
+        SegmentHeader {
+            segment_id: 3,
+            capacity: 1 << 20,
+            base_seq: 1000,
+            created_ns: 55,
+        }
     }
 
     #[test]
     fn round_trip() {
         let b = sample().encode();
-        assert_eq!(SegmentHeader::decode(&b).unwrap(), HeaderState::Valid(sample()));
-        assert_eq!(SegmentHeader::decode(&[0u8; 64]).unwrap(), HeaderState::Blank);
-        let seal = Seal { record_count: 9, end_offset: 4000, first_ts: 1, max_ts: 2 };
+        assert_eq!(
+            SegmentHeader::decode(&b).unwrap(),
+            HeaderState::Valid(sample())
+        );
+        assert_eq!(
+            SegmentHeader::decode(&[0u8; 64]).unwrap(),
+            HeaderState::Blank
+        );
+        let seal = Seal {
+            record_count: 9,
+            end_offset: 4000,
+            first_ts: 1,
+            max_ts: 2,
+        };
         let mut full = [0u8; SEGMENT_HEADER_LEN];
         full[..64].copy_from_slice(&b);
         assert_eq!(Seal::decode(&full), None);

@@ -94,7 +94,9 @@ impl FlushShared {
                 return Ok(());
             }
             if shared.is_poisoned() {
-                return Err(Error::Poisoned { cause: shared.poison_cause() });
+                return Err(Error::Poisoned {
+                    cause: shared.poison_cause(),
+                });
             }
             if st.stopped {
                 return Err(Error::Closed);
@@ -145,8 +147,10 @@ fn wait_for_work(shared: &Shared) -> (u64, bool) {
         }
         st = match shared.durability() {
             Durability::Periodic(every) => {
-                let (g, timeout) =
-                    flush.work_cv.wait_timeout(st, every).unwrap_or_else(|p| p.into_inner());
+                let (g, timeout) = flush
+                    .work_cv
+                    .wait_timeout(st, every)
+                    .unwrap_or_else(|p| p.into_inner());
                 if timeout.timed_out() {
                     let mut g = g;
                     g.want = g.want.max(shared.reserved_next());
@@ -208,7 +212,8 @@ fn sync_range(shared: &Shared, seg: &Segment, end: u64) -> Result<()> {
     }
     let from = synced - synced % PAGE;
     let map = seg.mapping()?;
-    map.flush_range(from, end - from).map_err(|e| Error::io("msync", &seg.path, e))?;
+    map.flush_range(from, end - from)
+        .map_err(|e| Error::io("msync", &seg.path, e))?;
     shared.flush.msync_count.fetch_add(1, Ordering::Relaxed);
     seg.synced_offset.store(end, Ordering::Release);
     Ok(())
@@ -217,14 +222,23 @@ fn sync_range(shared: &Shared, seg: &Segment, end: u64) -> Result<()> {
 /// Writes the seal of a complete segment whose frames are all durable, and syncs it.
 fn write_seal(shared: &Shared, seg: &Segment, c: super::segment::Completion) -> Result<()> {
     let (first_ts, max_ts) = seg.index_times();
-    let seal = Seal { record_count: c.record_count, end_offset: c.end_offset, first_ts, max_ts };
+    let seal = Seal {
+        record_count: c.record_count,
+        end_offset: c.end_offset,
+        first_ts,
+        max_ts,
+    };
     let map = seg.mapping()?;
     // SAFETY: bytes 64..128 of the header are written only here, once, by the flusher thread,
     // and no reference to them is ever formed (readers use the in-memory completion).
     if !unsafe { map.write(SEAL_OFFSET as u64, &seal.encode()) } {
-        return Err(seg.corrupt(0, crate::error::CorruptionKind::Truncated { what: "segment" }));
+        return Err(seg.corrupt(
+            0,
+            crate::error::CorruptionKind::Truncated { what: "segment" },
+        ));
     }
-    map.flush_range(0, SEGMENT_HEADER_LEN as u64).map_err(|e| Error::io("msync", &seg.path, e))?;
+    map.flush_range(0, SEGMENT_HEADER_LEN as u64)
+        .map_err(|e| Error::io("msync", &seg.path, e))?;
     shared.flush.msync_count.fetch_add(1, Ordering::Relaxed);
     seg.mark_sealed();
     Ok(())

@@ -117,7 +117,12 @@ impl Log {
             next_seq,
             lock_file,
         )?);
-        let mut log = Log { shared, flusher: None, preparer: None, report: rec.report };
+        let mut log = Log {
+            shared,
+            flusher: None,
+            preparer: None,
+            report: rec.report,
+        };
         log.start_threads(commit_from)?;
         Ok(log)
     }
@@ -230,7 +235,11 @@ impl Log {
 
     /// The sequence number of the last durable record (`None` if none is durable yet).
     pub fn durable_seq(&self) -> Option<u64> {
-        self.shared.flush.durable_next.load(Ordering::Acquire).checked_sub(1)
+        self.shared
+            .flush
+            .durable_next
+            .load(Ordering::Acquire)
+            .checked_sub(1)
     }
 
     /// A reader positioned at `seq` (or, if `seq` is not written yet, waiting for it).
@@ -244,7 +253,9 @@ impl Log {
     /// can commit a record with a slightly earlier timestamp after a later one; "first" means
     /// first in sequence order, as Kafka's `offsetsForTimes` does.
     pub fn read_from_time(&self, time: SystemTime) -> Result<Reader> {
-        let ts = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let ts = time
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         Reader::at_time(Arc::clone(&self.shared), ts)
     }
 
@@ -287,7 +298,9 @@ impl Log {
         }
         self.shared.mark_closed();
         if self.shared.is_poisoned() {
-            return Err(Error::Poisoned { cause: self.shared.poison_cause() });
+            return Err(Error::Poisoned {
+                cause: self.shared.poison_cause(),
+            });
         }
         Ok(())
     }
@@ -301,20 +314,31 @@ impl Drop for Log {
 
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Log").field("path", &self.shared.dir).finish_non_exhaustive()
+        f.debug_struct("Log")
+            .field("path", &self.shared.dir)
+            .finish_non_exhaustive()
     }
 }
 
 /// Creates and activates the segment that follows `prev` (or the first one of a new log).
 fn start_segment(dir: &Path, prev: Option<&Arc<Segment>>, capacity: u64) -> Result<Arc<Segment>> {
     let (id, base_seq) = match prev {
-        Some(p) => (p.id + 1, p.base_seq + p.completion().map_or(0, |c| c.record_count)),
+        Some(p) => (
+            p.id + 1,
+            p.base_seq + p.completion().map_or(0, |c| c.record_count),
+        ),
         None => (0, 0),
     };
     let file = sfs::create_segment_file(dir, id, capacity)?;
     let path: PathBuf = sfs::segment_path(dir, id);
-    let map = Mapping::map(&file, capacity, true, false).map_err(|e| Error::io("mmap", &path, e))?;
-    let header = SegmentHeader { segment_id: id, capacity, base_seq, created_ns: sfs::now_ns() };
+    let map =
+        Mapping::map(&file, capacity, true, false).map_err(|e| Error::io("mmap", &path, e))?;
+    let header = SegmentHeader {
+        segment_id: id,
+        capacity,
+        base_seq,
+        created_ns: sfs::now_ns(),
+    };
     Ok(Arc::new(Segment::activate(path, map, header)?))
 }
 

@@ -37,7 +37,12 @@ fn prepare(segments_dir: &Path, id: u64, capacity: u64) -> Result<Prepared> {
     let path = sfs::segment_path(segments_dir, id);
     // Pre-faulting the page tables keeps first-touch faults off the writers' path.
     let map = Mapping::map(&file, capacity, true, true).map_err(|e| Error::io("mmap", &path, e))?;
-    Ok(Prepared { id, path, capacity, map })
+    Ok(Prepared {
+        id,
+        path,
+        capacity,
+        map,
+    })
 }
 
 impl SpareSlot {
@@ -71,6 +76,9 @@ impl SpareSlot {
                 let result = prepare(segments_dir, id, capacity);
                 st = self.lock();
                 match result {
+                    Ok(p) if st.shutdown => {
+                        let _ = std::fs::remove_file(&p.path);
+                    }
                     Ok(p) => st.prepared = Some(p),
                     Err(e) => st.error = Some(e),
                 }

@@ -51,7 +51,11 @@ enum Skip {
 
 enum Step {
     /// A published frame is at the reader's position.
-    Frame { kind: FrameKind, payload_len: u32, crc: u32 },
+    Frame {
+        kind: FrameKind,
+        payload_len: u32,
+        crc: u32,
+    },
     /// Nothing published yet at the position.
     Empty,
     /// Moved into the next segment.
@@ -97,13 +101,21 @@ impl Reader {
                 "sequence number {seq} is before the first record in the log ({first})"
             )));
         }
-        let i = segs.partition_point(|s| s.base_seq <= seq).saturating_sub(1);
+        let i = segs
+            .partition_point(|s| s.base_seq <= seq)
+            .saturating_sub(1);
         let Some(seg) = segs.get(i).cloned() else {
             return Err(Error::invalid("log has no segments"));
         };
         prepare_index(&shared, &seg)?;
         let (offset, next_seq) = seg.seek_seq(seq);
-        Ok(Reader { shared, seg, offset, next_seq, skip: Skip::SeqBelow(seq) })
+        Ok(Reader {
+            shared,
+            seg,
+            offset,
+            next_seq,
+            skip: Skip::SeqBelow(seq),
+        })
     }
 
     pub(crate) fn at_time(shared: Arc<Shared>, ts: u64) -> Result<Reader> {
@@ -122,7 +134,13 @@ impl Reader {
             return Err(Error::invalid("log has no segments"));
         };
         let (offset, next_seq) = seg.seek_time(ts);
-        Ok(Reader { shared, seg, offset, next_seq, skip: Skip::TimeBelow(ts) })
+        Ok(Reader {
+            shared,
+            seg,
+            offset,
+            next_seq,
+            skip: Skip::TimeBelow(ts),
+        })
     }
 
     /// The sequence number of the next frame this reader will look at.
@@ -138,12 +156,19 @@ impl Reader {
             let (kind, payload_len, crc) = match self.step() {
                 Ok(Step::Empty) => return None,
                 Ok(Step::Moved) => continue,
-                Ok(Step::Frame { kind, payload_len, crc }) => (kind, payload_len, crc),
+                Ok(Step::Frame {
+                    kind,
+                    payload_len,
+                    crc,
+                }) => (kind, payload_len, crc),
                 Err(e) => return Some(Err(e)),
             };
             let offset = self.offset;
             let (seq, ts, len) =
-                match self.seg.checked_frame(offset, kind, payload_len, crc, self.next_seq) {
+                match self
+                    .seg
+                    .checked_frame(offset, kind, payload_len, crc, self.next_seq)
+                {
                     Ok(f) => (f.seq, f.timestamp_ns, f.frame_len),
                     Err(e) => return Some(Err(e)),
                 };
@@ -163,8 +188,14 @@ impl Reader {
             Err(e) => return Some(Err(e)),
         };
         match payload {
-            Some(payload) => Some(Ok(Record { seq, timestamp_ns, payload })),
-            None => Some(Err(self.seg.corrupt(offset, CorruptionKind::Truncated { what: "frame" }))),
+            Some(payload) => Some(Ok(Record {
+                seq,
+                timestamp_ns,
+                payload,
+            })),
+            None => Some(Err(self
+                .seg
+                .corrupt(offset, CorruptionKind::Truncated { what: "frame" }))),
         }
     }
 
@@ -189,14 +220,25 @@ impl Reader {
             // A reservation covering our position exists but is not yet published: its writer
             // is mid-copy and will not look at the waiter flag again, so poll briefly.
             let in_flight = before.offset > self.offset;
-            let nap = if in_flight { Duration::from_micros(50) } else { deadline - now };
-            let _ = self.shared.tail_cv().wait_timeout(guard, nap.min(deadline - now));
+            let nap = if in_flight {
+                Duration::from_micros(50)
+            } else {
+                deadline - now
+            };
+            let _ = self
+                .shared
+                .tail_cv()
+                .wait_timeout(guard, nap.min(deadline - now));
         }
     }
 
     /// [`Reader::wait`] then [`Reader::next`].
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<Record<'_>>> {
-        if self.wait(timeout) { self.next() } else { None }
+        if self.wait(timeout) {
+            self.next()
+        } else {
+            None
+        }
     }
 
     fn skips(&mut self, seq: u64, ts: u64) -> bool {
@@ -216,7 +258,9 @@ impl Reader {
     fn ready(&self) -> bool {
         match self.seg.word_at(self.offset) {
             Ok(Some(Word::Unwritten)) => false,
-            Ok(None | Some(Word::EndOfSegment)) => self.shared.segment_by_id(self.seg.id + 1).is_some(),
+            Ok(None | Some(Word::EndOfSegment)) => {
+                self.shared.segment_by_id(self.seg.id + 1).is_some()
+            }
             Ok(Some(Word::Frame { .. })) | Err(_) => true,
         }
     }
@@ -224,7 +268,15 @@ impl Reader {
     fn step(&mut self) -> Result<Step> {
         match self.seg.word_at(self.offset)? {
             Some(Word::Unwritten) => Ok(Step::Empty),
-            Some(Word::Frame { kind, payload_len, crc }) => Ok(Step::Frame { kind, payload_len, crc }),
+            Some(Word::Frame {
+                kind,
+                payload_len,
+                crc,
+            }) => Ok(Step::Frame {
+                kind,
+                payload_len,
+                crc,
+            }),
             None | Some(Word::EndOfSegment) => {
                 let Some(next) = self.shared.segment_by_id(self.seg.id + 1) else {
                     return Ok(Step::Empty);

@@ -54,8 +54,15 @@ pub struct RecoveryReport {
     pub next_seq: u64,
     /// Where the log was cut, if it was.
     pub truncation: Option<Truncation>,
-    /// Files removed (unfinished, spare or dropped segments).
+    /// Files removed because they were damaged or dropped: unfinished (`.tmp`) segments,
+    /// segments with a torn header, segments after the end of the log.
     pub removed_files: Vec<PathBuf>,
+    /// Pre-allocated spare segments that never became active, removed (routine after any
+    /// shutdown; they are made again in the background).
+    pub removed_spares: Vec<PathBuf>,
+    /// Unsealed segments found shorter than their header says, re-extended to full length
+    /// (the cut-off part is then treated as a torn tail).
+    pub extended_files: Vec<PathBuf>,
     /// The log was created by this open.
     pub created: bool,
 }
@@ -77,9 +84,9 @@ pub struct Truncation {
 }
 
 impl RecoveryReport {
-    /// True when nothing had to be cut off or removed.
+    /// True when nothing had to be cut off, removed (spares aside) or repaired.
     pub fn is_clean(&self) -> bool {
-        self.truncation.is_none() && self.removed_files.is_empty()
+        self.truncation.is_none() && self.removed_files.is_empty() && self.extended_files.is_empty()
     }
 }
 
@@ -107,7 +114,10 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<bool> {
     let segments = dir.join(sfs::SEGMENTS_DIR);
     match std::fs::metadata(dir) {
         Ok(md) if !md.is_dir() => {
-            return Err(Error::NotALog { path: dir.into(), reason: "not a directory".into() });
+            return Err(Error::NotALog {
+                path: dir.into(),
+                reason: "not a directory".into(),
+            });
         }
         Ok(_) => {
             if segments.is_dir() {
@@ -138,14 +148,20 @@ pub(crate) fn recover(segments_dir: &Path, index_interval: u64) -> Result<Recove
     let mut report = RecoveryReport::default();
     let mut found = list_segments(segments_dir, &mut report)?;
     drop_trailing_non_segments(&mut found, &mut report)?;
+    extend_short_tail(&mut found, &mut report)?;
     check_identities(&found)?;
 
-    let first_unsealed = found.iter().position(|f| f.seal.is_none()).unwrap_or(found.len());
+    let first_unsealed = found
+        .iter()
+        .position(|f| f.seal.is_none())
+        .unwrap_or(found.len());
     let mut segments = Vec::with_capacity(found.len());
     let mut max_ts = 0;
     let mut found = found.into_iter().enumerate().peekable();
     while let Some((i, f)) = found.next() {
-        let Ok(HeaderState::Valid(header)) = f.header else { continue };
+        let Ok(HeaderState::Valid(header)) = f.header else {
+            continue;
+        };
         let next_base = found.peek().and_then(|(_, n)| match n.header {
             Ok(HeaderState::Valid(h)) => Some(h.base_seq),
             _ => None,
@@ -177,12 +193,19 @@ pub(crate) fn recover(segments_dir: &Path, index_interval: u64) -> Result<Recove
         }
     }
     let tail_complete = segments.last().is_some_and(|s| s.completion().is_some());
-    if !report.removed_files.is_empty() {
+    if !report.removed_files.is_empty() || !report.removed_spares.is_empty() {
         sfs::sync_dir(segments_dir)?;
     }
     report.segments = segments.len();
-    report.next_seq = segments.last().map_or(0, |s| s.base_seq + s.tail.load().count);
-    Ok(Recovered { segments, tail_complete, max_ts, report })
+    report.next_seq = segments
+        .last()
+        .map_or(0, |s| s.base_seq + s.tail.load().count);
+    Ok(Recovered {
+        segments,
+        tail_complete,
+        max_ts,
+        report,
+    })
 }
 
 fn list_segments(segments_dir: &Path, report: &mut RecoveryReport) -> Result<Vec<Found>> {
@@ -211,18 +234,37 @@ fn read_found(id: u64, path: PathBuf) -> Result<Found> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::io("open segment", &path, e))?;
-    let len = file.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("stat", &path, e))?
+        .len();
     let mut buf = [0u8; SEGMENT_HEADER_LEN];
     let (header, seal) = if len < SEGMENT_HEADER_LEN as u64 {
-        (Err(CorruptionKind::Truncated { what: "segment header" }), None)
+        (
+            Err(CorruptionKind::Truncated {
+                what: "segment header",
+            }),
+            None,
+        )
     } else {
         sfs::read_at(&file, &path, 0, &mut buf)?;
         (SegmentHeader::decode(&buf), Seal::decode(&buf))
     };
     if let Err(CorruptionKind::UnsupportedVersion { found }) = header {
-        return Err(Error::corrupt(&path, 8, CorruptionKind::UnsupportedVersion { found }));
+        return Err(Error::corrupt(
+            &path,
+            8,
+            CorruptionKind::UnsupportedVersion { found },
+        ));
     }
-    Ok(Found { id, path, file, len, header, seal })
+    Ok(Found {
+        id,
+        path,
+        file,
+        len,
+        header,
+        seal,
+    })
 }
 
 /// Removes blank spares and torn, never-flushed headers after the last valid segment.
@@ -233,9 +275,41 @@ fn drop_trailing_non_segments(found: &mut Vec<Found>, report: &mut RecoveryRepor
         }
         if let Some(f) = found.pop() {
             std::fs::remove_file(&f.path).map_err(|e| Error::io("remove", &f.path, e))?;
-            report.removed_files.push(f.path);
+            if matches!(f.header, Ok(HeaderState::Blank)) {
+                report.removed_spares.push(f.path);
+            } else {
+                report.removed_files.push(f.path);
+            }
         }
     }
+    Ok(())
+}
+
+/// An unsealed last segment shorter than its capacity (cut by a copy or a tool) is made
+/// whole again with `fallocate`, so it can be mapped without SIGBUS; the cut-off frames then
+/// read as a torn tail. A short sealed segment stays an error (`check_identities`).
+fn extend_short_tail(found: &mut [Found], report: &mut RecoveryReport) -> Result<()> {
+    let Some(last) = found.last_mut() else {
+        return Ok(());
+    };
+    let Ok(HeaderState::Valid(h)) = last.header else {
+        return Ok(());
+    };
+    if last.seal.is_some() || last.len >= h.capacity || h.capacity > crate::SEGMENT_SIZE_MAX {
+        return Ok(());
+    }
+    rustix::fs::fallocate(
+        &last.file,
+        rustix::fs::FallocateFlags::empty(),
+        0,
+        h.capacity,
+    )
+    .map_err(|e| Error::io("fallocate", &last.path, e.into()))?;
+    last.file
+        .sync_all()
+        .map_err(|e| Error::io("fsync", &last.path, e))?;
+    last.len = h.capacity;
+    report.extended_files.push(last.path.clone());
     Ok(())
 }
 
@@ -246,17 +320,25 @@ fn check_identities(found: &[Found]) -> Result<()> {
         let h = match f.header {
             Ok(HeaderState::Valid(h)) => h,
             Ok(HeaderState::Blank) => {
-                let kind = CorruptionKind::BadHeaderField { field: "magic (blank header)", value: 0 };
+                let kind = CorruptionKind::BadHeaderField {
+                    field: "magic (blank header)",
+                    value: 0,
+                };
                 return Err(Error::corrupt(&f.path, 0, kind));
             }
             Err(kind) => return Err(Error::corrupt(&f.path, 0, kind)),
         };
         if h.segment_id != f.id {
-            let kind = CorruptionKind::BadHeaderField { field: "segment_id", value: h.segment_id };
+            let kind = CorruptionKind::BadHeaderField {
+                field: "segment_id",
+                value: h.segment_id,
+            };
             return Err(Error::corrupt(&f.path, 16, kind));
         }
         if h.capacity != f.len || h.capacity < SEGMENT_HEADER_LEN as u64 {
-            let kind = CorruptionKind::Truncated { what: "segment file" };
+            let kind = CorruptionKind::Truncated {
+                what: "segment file",
+            };
             return Err(Error::corrupt(&f.path, f.len, kind));
         }
         if let Some(p) = prev
@@ -272,9 +354,21 @@ fn check_identities(found: &[Found]) -> Result<()> {
 
 fn sealed_segment(header: SegmentHeader, path: PathBuf, seal: Seal) -> Segment {
     let next_seq = header.base_seq + seal.record_count;
-    let completion = Completion { record_count: seal.record_count, end_offset: seal.end_offset };
+    let completion = Completion {
+        record_count: seal.record_count,
+        end_offset: seal.end_offset,
+    };
     let index = SegmentIndex::empty(SEGMENT_HEADER_LEN as u64, header.base_seq);
-    Segment::recovered(header, path, None, next_seq, seal.end_offset, Some(completion), true, index)
+    Segment::recovered(
+        header,
+        path,
+        None,
+        next_seq,
+        seal.end_offset,
+        Some(completion),
+        true,
+        index,
+    )
 }
 
 struct Scanned {
@@ -291,7 +385,8 @@ fn scan_segment(
     next_base: Option<u64>,
     report: &mut RecoveryReport,
 ) -> Result<Scanned> {
-    let mut bytes = vec![0u8; usize::try_from(f.len).map_err(|_| Error::invalid("segment too large"))?];
+    let mut bytes =
+        vec![0u8; usize::try_from(f.len).map_err(|_| Error::invalid("segment too large"))?];
     sfs::read_at(&f.file, &f.path, 0, &mut bytes)?;
     report.segments_scanned += 1;
     report.bytes_scanned += f.len;
@@ -299,7 +394,11 @@ fn scan_segment(
     let out = scan::scan_frames(&bytes, header.base_seq, |offset, frame| {
         if (frame.seq - header.base_seq) % index_interval == 0 {
             let max_ts_before = index.max_ts;
-            index.entries.push(IndexEntry { seq: frame.seq, offset, max_ts_before });
+            index.entries.push(IndexEntry {
+                seq: frame.seq,
+                offset,
+                max_ts_before,
+            });
         }
         if index.first_ts == 0 {
             index.first_ts = frame.timestamp_ns;
@@ -316,7 +415,11 @@ fn scan_segment(
     // A complete segment must meet the next one exactly; anything else ends the log here.
     let meets_next = next_base.is_none_or(|nb| complete.is_some() && out.next_seq == nb);
     let data_end = (out.end_offset + 8).min(f.len) as usize;
-    let keep_end = if at_end { data_end } else { out.end_offset as usize };
+    let keep_end = if at_end {
+        data_end
+    } else {
+        out.end_offset as usize
+    };
     let extent = scan::nonzero_extent(&bytes, keep_end);
     // Bytes after an end marker are cleared but do not end the log; anything else does.
     let ends_log = !meets_next || (!at_end && extent > keep_end);
@@ -334,7 +437,9 @@ fn scan_segment(
         });
         zero_range(&f.file, &f.path, keep_end as u64, extent as u64)?;
     }
-    f.file.sync_data().map_err(|e| Error::io("fdatasync", &f.path, e))?;
+    f.file
+        .sync_data()
+        .map_err(|e| Error::io("fdatasync", &f.path, e))?;
 
     let mut sealed = false;
     if let Some(c) = complete.filter(|_| meets_next && next_base.is_some()) {
@@ -357,7 +462,11 @@ fn scan_segment(
         sealed,
         index,
     );
-    Ok(Scanned { segment, ends_log: ends_log && next_base.is_some(), max_ts: out.max_ts })
+    Ok(Scanned {
+        segment,
+        ends_log: ends_log && next_base.is_some(),
+        max_ts: out.max_ts,
+    })
 }
 
 /// Writes the seal of a complete segment whose frames are durable, and syncs it.
@@ -368,9 +477,15 @@ pub(crate) fn write_seal(
     first_ts: u64,
     max_ts: u64,
 ) -> Result<()> {
-    let seal = Seal { record_count: c.record_count, end_offset: c.end_offset, first_ts, max_ts };
+    let seal = Seal {
+        record_count: c.record_count,
+        end_offset: c.end_offset,
+        first_ts,
+        max_ts,
+    };
     sfs::write_at(file, path, 64, &seal.encode())?;
-    file.sync_data().map_err(|e| Error::io("fdatasync", path, e))
+    file.sync_data()
+        .map_err(|e| Error::io("fdatasync", path, e))
 }
 
 fn zero_range(file: &File, path: &Path, from: u64, to: u64) -> Result<()> {

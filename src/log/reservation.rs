@@ -41,7 +41,14 @@ impl<'a> Reservation<'a> {
         seq: u64,
         payload_len: u32,
     ) -> Self {
-        Reservation { shared, seg, offset, seq, payload_len, done: false }
+        Reservation {
+            shared,
+            seg,
+            offset,
+            seq,
+            payload_len,
+            done: false,
+        }
     }
 
     /// The sequence number this record will have.
@@ -51,7 +58,9 @@ impl<'a> Reservation<'a> {
 
     /// The payload bytes, in the mapping, initially zero. Write the record here.
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        let Ok(map) = self.seg.mapping() else { return &mut [] };
+        let Ok(map) = self.seg.mapping() else {
+            return &mut [];
+        };
         let at = self.offset + PAYLOAD_OFFSET as u64;
         // SAFETY: this range was reserved for this `Reservation` alone and is unpublished, so
         // no other reference to it exists; `&mut self` makes the returned slice unique, and
@@ -89,14 +98,20 @@ impl Drop for Reservation<'_> {
         if !self.done {
             let ts = self.shared.now_ns();
             // SAFETY: the reservation was never published, so its range is still ours.
-            unsafe { self.seg.publish_padding(self.offset, self.seq, ts, self.payload_len) };
+            unsafe {
+                self.seg
+                    .publish_padding(self.offset, self.seq, ts, self.payload_len)
+            };
         }
     }
 }
 
 impl std::fmt::Debug for Reservation<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reservation").field("seq", &self.seq).field("len", &self.payload_len).finish()
+        f.debug_struct("Reservation")
+            .field("seq", &self.seq)
+            .field("len", &self.payload_len)
+            .finish()
     }
 }
 

@@ -59,7 +59,11 @@ pub fn scan_frames(
             Ok(Decoded::End) => {
                 // Fewer than 8 bytes left can only be the unused end of a full segment.
                 let left = segment.len() - offset;
-                out.stop = if left < 8 { ScanStop::Full } else { ScanStop::Unwritten };
+                out.stop = if left < 8 {
+                    ScanStop::Full
+                } else {
+                    ScanStop::Unwritten
+                };
                 return out;
             }
             Ok(Decoded::EndOfSegment) => {
@@ -73,7 +77,10 @@ pub fn scan_frames(
             }
         };
         if f.seq != out.next_seq {
-            let kind = CorruptionKind::UnexpectedSeq { expected: out.next_seq, found: f.seq };
+            let kind = CorruptionKind::UnexpectedSeq {
+                expected: out.next_seq,
+                found: f.seq,
+            };
             out.stop = ScanStop::Bad(kind);
             return out;
         }
@@ -90,7 +97,9 @@ pub fn scan_frames(
 /// The end (exclusive) of the last non-zero byte at or after `from`, or `from` if all zero.
 pub fn nonzero_extent(bytes: &[u8], from: usize) -> usize {
     let tail = bytes.get(from..).unwrap_or(&[]);
-    tail.iter().rposition(|&b| b != 0).map_or(from, |i| from + i + 1)
+    tail.iter()
+        .rposition(|&b| b != 0)
+        .map_or(from, |i| from + i + 1)
 }
 
 /// Best-effort count of valid-looking frames in `bytes[from..]` (what a truncation drops).
@@ -103,7 +112,9 @@ pub fn count_frames_after(bytes: &[u8], from: usize, mut crc_budget: usize) -> u
         let mut w = [0u8; 8];
         w.copy_from_slice(&bytes[offset..offset + 8]);
         match frame::decode_word(u64::from_le_bytes(w)) {
-            Ok(frame::Word::Frame { payload_len, .. }) => {
+            Ok(frame::Word::Frame { payload_len, .. })
+                if offset + 24 + payload_len as usize <= bytes.len() =>
+            {
                 crc_budget = crc_budget.saturating_sub(payload_len as usize + 24);
                 if let Ok(Decoded::Frame(f)) = frame::decode_at(bytes, offset) {
                     count += 1;
@@ -165,7 +176,11 @@ mod tests {
                 })
                 .count();
             assert_eq!(out.next_seq, 10 + survivors as u64, "cut at {cut}");
-            let end = if survivors == 0 { 128 } else { frames[survivors - 1].1 };
+            let end = if survivors == 0 {
+                128
+            } else {
+                frames[survivors - 1].1
+            };
             assert_eq!(out.end_offset, end, "cut at {cut}");
         }
     }
@@ -174,7 +189,10 @@ mod tests {
     fn wrong_sequence_stops_the_scan() {
         let seg = segment_with(&[b"a", b"b"], 4096);
         let out = scan_frames(&seg, 11, |_, _| {});
-        assert!(matches!(out.stop, ScanStop::Bad(CorruptionKind::UnexpectedSeq { .. })));
+        assert!(matches!(
+            out.stop,
+            ScanStop::Bad(CorruptionKind::UnexpectedSeq { .. })
+        ));
         assert_eq!(out.next_seq, 11);
     }
 

@@ -68,11 +68,7 @@ pub(crate) struct Segment {
 impl Segment {
     /// A segment becoming active now: writes its header through `map` (nobody else can see the
     /// segment yet, so the write is exclusive).
-    pub(crate) fn activate(
-        path: PathBuf,
-        map: Mapping,
-        header: SegmentHeader,
-    ) -> Result<Segment> {
+    pub(crate) fn activate(path: PathBuf, map: Mapping, header: SegmentHeader) -> Result<Segment> {
         let bytes = header.encode();
         // SAFETY: the segment is not yet published to any other thread, and its header range
         // is written only here, so this thread owns those bytes exclusively.
@@ -138,12 +134,17 @@ impl Segment {
             .read(true)
             .open(&self.path)
             .map_err(|e| Error::io("open segment", &self.path, e))?;
-        let len = file.metadata().map_err(|e| Error::io("stat", &self.path, e))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", &self.path, e))?
+            .len();
         if len < self.capacity {
             return Err(Error::corrupt(
                 &self.path,
                 len,
-                CorruptionKind::Truncated { what: "segment file" },
+                CorruptionKind::Truncated {
+                    what: "segment file",
+                },
             ));
         }
         let m = Mapping::map(&file, self.capacity, false, false)
@@ -184,7 +185,9 @@ impl Segment {
             return Err(self.corrupt(offset, CorruptionKind::Truncated { what: "frame" }));
         };
         let raw = w.load(std::sync::atomic::Ordering::Acquire);
-        frame::decode_word(raw).map(Some).map_err(|k| self.corrupt(offset, k))
+        frame::decode_word(raw)
+            .map(Some)
+            .map_err(|k| self.corrupt(offset, k))
     }
 
     /// Reads the published frame at `offset` and checks it (bounds, CRC, sequence number).
@@ -203,13 +206,18 @@ impl Segment {
         // SAFETY: the commit word at `offset` was loaded non-zero with acquire ordering, so the
         // frame's bytes are published and never written again (mapping contract rule 2).
         let Some(body) = (unsafe { map.bytes(body_at, body_len) }) else {
-            let k = CorruptionKind::LengthOutOfBounds { len: u64::from(payload_len) };
+            let k = CorruptionKind::LengthOutOfBounds {
+                len: u64::from(payload_len),
+            };
             return Err(self.corrupt(offset, k));
         };
-        let f = frame::check_body(kind, payload_len, crc, body)
-            .map_err(|k| self.corrupt(offset, k))?;
+        let f =
+            frame::check_body(kind, payload_len, crc, body).map_err(|k| self.corrupt(offset, k))?;
         if f.seq != expected_seq {
-            let k = CorruptionKind::UnexpectedSeq { expected: expected_seq, found: f.seq };
+            let k = CorruptionKind::UnexpectedSeq {
+                expected: expected_seq,
+                found: f.seq,
+            };
             return Err(self.corrupt(offset, k));
         }
         Ok(f)
@@ -247,18 +255,30 @@ impl Segment {
         let (mut offset, mut seq) = (idx.scanned_offset, idx.scanned_next_seq);
         let limit = self.completion().map_or(self.capacity, |c| c.end_offset);
         while offset < limit {
-            let Some(Word::Frame { kind, payload_len, crc }) = self.word_at(offset)? else {
+            let Some(Word::Frame {
+                kind,
+                payload_len,
+                crc,
+            }) = self.word_at(offset)?
+            else {
                 break;
             };
             let (ts, len) = if verify {
                 let f = self.checked_frame(offset, kind, payload_len, crc, seq)?;
                 (f.timestamp_ns, f.frame_len)
             } else {
-                (self.timestamp_at(offset)?, frame::frame_len(u64::from(payload_len)))
+                (
+                    self.timestamp_at(offset)?,
+                    frame::frame_len(u64::from(payload_len)),
+                )
             };
             if (seq - self.base_seq) % interval == 0 {
                 let max_ts_before = idx.max_ts;
-                idx.entries.push(IndexEntry { seq, offset, max_ts_before });
+                idx.entries.push(IndexEntry {
+                    seq,
+                    offset,
+                    max_ts_before,
+                });
             }
             if idx.first_ts == 0 {
                 idx.first_ts = ts;

@@ -100,7 +100,9 @@ impl Shared {
     pub(crate) fn check_writable(&self) -> Result<()> {
         match self.state.load(Ordering::Relaxed) {
             STATE_OPEN => Ok(()),
-            STATE_POISONED => Err(Error::Poisoned { cause: self.poison_cause() }),
+            STATE_POISONED => Err(Error::Poisoned {
+                cause: self.poison_cause(),
+            }),
             _ => Err(Error::Closed),
         }
     }
@@ -126,11 +128,19 @@ impl Shared {
     }
 
     pub(crate) fn mark_closed(&self) {
-        let _ = self.state.compare_exchange(STATE_OPEN, STATE_CLOSED, Ordering::AcqRel, Ordering::Acquire);
+        let _ = self.state.compare_exchange(
+            STATE_OPEN,
+            STATE_CLOSED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
     }
 
     pub(crate) fn segments(&self) -> Vec<Arc<Segment>> {
-        self.segments.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn segment_by_id(&self, id: u64) -> Option<Arc<Segment>> {
@@ -159,7 +169,10 @@ impl Shared {
                     // The first reservation that does not fit seals the segment: its start is
                     // where the frames end, and the count before it is the segment's count.
                     seg.publish_end_marker(r.offset);
-                    seg.complete(Completion { record_count: r.count, end_offset: r.offset });
+                    seg.complete(Completion {
+                        record_count: r.count,
+                        end_offset: r.offset,
+                    });
                     self.wake_readers(&seg);
                 }
             }
@@ -177,7 +190,10 @@ impl Shared {
         }
         self.check_writable()?;
         let next = self.activate_next(full.id + 1, full.base_seq + completion.record_count)?;
-        self.segments.write().unwrap_or_else(|p| p.into_inner()).push(Arc::clone(&next));
+        self.segments
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::clone(&next));
         self.active.store(next);
         self.wake_readers(full);
         self.flush.request_seal();
@@ -193,7 +209,11 @@ impl Shared {
             base_seq,
             created_ns: self.now_ns(),
         };
-        Ok(Arc::new(Segment::activate(prepared.path, prepared.map, header)?))
+        Ok(Arc::new(Segment::activate(
+            prepared.path,
+            prepared.map,
+            header,
+        )?))
     }
 
     /// Wakes readers waiting for new frames. Clears the waiter flag first, so a reader that
@@ -225,7 +245,11 @@ impl Shared {
                 continue;
             }
             self.committed_next.fetch_max(next_seq, Ordering::AcqRel);
-            return Ok(CommitPoint { segment: Arc::clone(&cur), offset, next_seq });
+            return Ok(CommitPoint {
+                segment: Arc::clone(&cur),
+                offset,
+                next_seq,
+            });
         }
     }
 

@@ -64,8 +64,14 @@ pub(crate) struct Tail(AtomicU64);
 
 impl Tail {
     pub(crate) fn new(count: u64, offset: u64) -> Tail {
-        assert!(offset <= OFFSET_MASK / 2, "segment offset {offset} out of range");
-        assert!(count < 1 << (64 - COUNT_SHIFT), "segment count {count} out of range");
+        assert!(
+            offset <= OFFSET_MASK / 2,
+            "segment offset {offset} out of range"
+        );
+        assert!(
+            count < 1 << (64 - COUNT_SHIFT),
+            "segment count {count} out of range"
+        );
         Tail(AtomicU64::new(pack(count, offset)))
     }
 
@@ -103,13 +109,48 @@ mod tests {
     #[test]
     fn reserve_packs_count_and_offset() {
         let t = Tail::new(5, 128);
-        assert_eq!(t.reserve(1, 32), TailState { count: 5, offset: 128, waiter: false });
-        assert_eq!(t.reserve(3, 96), TailState { count: 6, offset: 160, waiter: false });
-        assert_eq!(t.load(), TailState { count: 9, offset: 256, waiter: false });
+        assert_eq!(
+            t.reserve(1, 32),
+            TailState {
+                count: 5,
+                offset: 128,
+                waiter: false
+            }
+        );
+        assert_eq!(
+            t.reserve(3, 96),
+            TailState {
+                count: 6,
+                offset: 160,
+                waiter: false
+            }
+        );
+        assert_eq!(
+            t.load(),
+            TailState {
+                count: 9,
+                offset: 256,
+                waiter: false
+            }
+        );
         t.register_waiter();
-        assert_eq!(t.reserve(1, 8), TailState { count: 9, offset: 256, waiter: true });
+        assert_eq!(
+            t.reserve(1, 8),
+            TailState {
+                count: 9,
+                offset: 256,
+                waiter: true
+            }
+        );
         t.clear_waiter();
-        assert_eq!(t.load(), TailState { count: 10, offset: 264, waiter: false });
+        assert_eq!(
+            t.load(),
+            TailState {
+                count: 10,
+                offset: 264,
+                waiter: false
+            }
+        );
     }
 
     #[test]

@@ -52,7 +52,9 @@ pub(crate) fn now_ns() -> u64 {
 
 /// `fsync` of a directory, so that entries created, renamed or removed in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("fsync directory", dir, e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 fn is_no_space(e: &io::Error) -> bool {
@@ -129,11 +131,17 @@ pub(crate) fn acquire_lock(dir: &Path) -> Result<File> {
                 .ok()
                 .and_then(|()| lock_file::decode(&buf).ok())
                 .map(|o| o.pid);
-            return Err(Error::Locked { path: dir.to_path_buf(), owner_pid });
+            return Err(Error::Locked {
+                path: dir.to_path_buf(),
+                owner_pid,
+            });
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
     }
-    let owner = LockOwner { pid: std::process::id(), opened_ns: now_ns() };
+    let owner = LockOwner {
+        pid: std::process::id(),
+        opened_ns: now_ns(),
+    };
     file.write_all_at(&lock_file::encode(owner), 0)
         .map_err(|e| Error::io("write lock file", &path, e))?;
     Ok(file)
@@ -142,12 +150,14 @@ pub(crate) fn acquire_lock(dir: &Path) -> Result<File> {
 /// Reads exactly `buf.len()` bytes at `offset` with `pread`: a media error is an `EIO` here,
 /// where through a mapping it would be a SIGBUS.
 pub(crate) fn read_at(file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> Result<()> {
-    file.read_exact_at(buf, offset).map_err(|e| Error::io("read", path, e))
+    file.read_exact_at(buf, offset)
+        .map_err(|e| Error::io("read", path, e))
 }
 
 /// Writes `buf` at `offset` with `pwrite`.
 pub(crate) fn write_at(file: &File, path: &Path, offset: u64, buf: &[u8]) -> Result<()> {
-    file.write_all_at(buf, offset).map_err(|e| Error::io("write", path, e))
+    file.write_all_at(buf, offset)
+        .map_err(|e| Error::io("write", path, e))
 }
 
 #[cfg(test)]
@@ -158,10 +168,19 @@ mod tests {
     fn names() {
         let p = segment_path(Path::new("/x"), 42);
         assert_eq!(p, Path::new("/x/00000000000000000042.seg"));
-        assert!(matches!(parse_segment_name("00000000000000000042.seg"), SegmentName::Segment(42)));
-        assert!(matches!(parse_segment_name("00000000000000000042.seg.tmp"), SegmentName::Temporary));
+        assert!(matches!(
+            parse_segment_name("00000000000000000042.seg"),
+            SegmentName::Segment(42)
+        ));
+        assert!(matches!(
+            parse_segment_name("00000000000000000042.seg.tmp"),
+            SegmentName::Temporary
+        ));
         assert!(matches!(parse_segment_name("42.seg"), SegmentName::Other));
-        assert!(matches!(parse_segment_name("notes.txt"), SegmentName::Other));
+        assert!(matches!(
+            parse_segment_name("notes.txt"),
+            SegmentName::Other
+        ));
     }
 
     #[test]
@@ -171,7 +190,11 @@ mod tests {
         let f = create_segment_file(dir.path(), 0, 1 << 20).unwrap();
         let md = f.metadata().unwrap();
         assert_eq!(md.len(), 1 << 20);
-        assert!(md.blocks() * 512 >= 1 << 20, "segment is sparse: {} blocks", md.blocks());
+        assert!(
+            md.blocks() * 512 >= 1 << 20,
+            "segment is sparse: {} blocks",
+            md.blocks()
+        );
         assert!(!dir.path().join("00000000000000000000.seg.tmp").exists());
     }
 

@@ -44,7 +44,11 @@ impl Mapping {
         if populate {
             opts.populate();
         }
-        let raw = if writable { opts.map_raw(file)? } else { opts.map_raw_read_only(file)? };
+        let raw = if writable {
+            opts.map_raw(file)?
+        } else {
+            opts.map_raw_read_only(file)?
+        };
         Ok(Mapping { raw, len })
     }
 
@@ -71,7 +75,9 @@ impl Mapping {
     /// may exist while they are written.
     #[inline]
     pub(crate) unsafe fn write(&self, offset: u64, src: &[u8]) -> bool {
-        let in_bounds = offset.checked_add(src.len() as u64).is_some_and(|end| end <= self.len);
+        let in_bounds = offset
+            .checked_add(src.len() as u64)
+            .is_some_and(|end| end <= self.len);
         if !in_bounds {
             return false;
         }

@@ -14,7 +14,9 @@ fn contract_example() {
     let log = Log::open(dir.path(), Options::default()).unwrap();
     let seq: u64 = log.append(b"payload").unwrap();
     assert_eq!(seq, 0);
-    let first: u64 = log.append_batch(&[b"a".as_slice(), b"b".as_slice()]).unwrap();
+    let first: u64 = log
+        .append_batch(&[b"a".as_slice(), b"b".as_slice()])
+        .unwrap();
     assert_eq!(first, 1);
     log.sync().unwrap();
     assert_eq!(log.last_seq(), Some(2));
@@ -26,7 +28,14 @@ fn contract_example() {
         assert!(rec.timestamp() <= SystemTime::now());
         seen.push((rec.seq(), rec.payload().to_vec()));
     }
-    assert_eq!(seen, vec![(0, b"payload".to_vec()), (1, b"a".to_vec()), (2, b"b".to_vec())]);
+    assert_eq!(
+        seen,
+        vec![
+            (0, b"payload".to_vec()),
+            (1, b"a".to_vec()),
+            (2, b"b".to_vec())
+        ]
+    );
     // Not a snapshot: records appended later show up in the same reader.
     log.append(b"later").unwrap();
     assert_eq!(reader.next().unwrap().unwrap().payload(), b"later");
@@ -49,7 +58,11 @@ fn empty_log_has_no_last_seq_and_reopens_at_the_same_place() {
 #[test]
 fn sequence_numbers_continue_across_restarts_and_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = || Options::default().segment_size(4096).durability(Durability::Buffered);
+    let opts = || {
+        Options::default()
+            .segment_size(4096)
+            .durability(Durability::Buffered)
+    };
     let mut expected = Vec::new();
     for round in 0..5 {
         let log = open(dir.path(), opts());
@@ -63,7 +76,11 @@ fn sequence_numbers_continue_across_restarts_and_segments() {
         log.close().unwrap();
     }
     let log = open(dir.path(), opts());
-    assert!(log.recovery_report().is_clean(), "{:?}", log.recovery_report());
+    assert!(
+        log.recovery_report().is_clean(),
+        "{:?}",
+        log.recovery_report()
+    );
     assert_eq!(read_all(&log), expected);
     assert!(log.stats().segments > 10);
 }
@@ -76,7 +93,9 @@ fn record_too_large_is_a_clear_error() {
     assert_eq!(max, 4096 - 128 - 24);
     assert!(log.append(&vec![7u8; max]).is_ok());
     match log.append(&vec![7u8; max + 1]) {
-        Err(Error::RecordTooLarge { len, max: m }) => assert_eq!((len, m), (max as u64 + 1, max as u64)),
+        Err(Error::RecordTooLarge { len, max: m }) => {
+            assert_eq!((len, m), (max as u64 + 1, max as u64))
+        }
         other => panic!("expected RecordTooLarge, got {other:?}"),
     }
     let big = vec![1u8; 1500];
@@ -84,7 +103,10 @@ fn record_too_large_is_a_clear_error() {
         log.append_batch(&[&big, &big, &big]),
         Err(Error::RecordTooLarge { .. })
     ));
-    assert!(matches!(log.append_batch(&[]), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(
+        log.append_batch(&[]),
+        Err(Error::InvalidArgument { .. })
+    ));
     // The log still works.
     assert_eq!(log.append(b"ok").unwrap(), 1);
 }
@@ -117,9 +139,15 @@ fn second_open_is_locked() {
 fn a_directory_that_is_not_a_log_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), b"mine").unwrap();
-    assert!(matches!(Log::open(dir.path(), Options::default()), Err(Error::NotALog { .. })));
+    assert!(matches!(
+        Log::open(dir.path(), Options::default()),
+        Err(Error::NotALog { .. })
+    ));
     let file = dir.path().join("notes.txt");
-    assert!(matches!(Log::open(&file, Options::default()), Err(Error::NotALog { .. })));
+    assert!(matches!(
+        Log::open(&file, Options::default()),
+        Err(Error::NotALog { .. })
+    ));
     assert_eq!(std::fs::read(&file).unwrap(), b"mine");
 }
 
@@ -128,7 +156,12 @@ fn concurrent_writers_with_readers_alongside() {
     const WRITERS: usize = 8;
     const PER_WRITER: usize = 20_000;
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path(), Options::default().segment_size(1 << 20).durability(Durability::Buffered));
+    let log = open(
+        dir.path(),
+        Options::default()
+            .segment_size(1 << 20)
+            .durability(Durability::Buffered),
+    );
     let done = AtomicBool::new(false);
     let seqs = std::thread::scope(|s| {
         let readers: Vec<_> = (0..2)
@@ -163,7 +196,10 @@ fn concurrent_writers_with_readers_alongside() {
                 })
             })
             .collect();
-        let seqs: Vec<_> = writers.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let seqs: Vec<_> = writers
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
         done.store(true, Ordering::Release);
         for r in readers {
             assert_eq!(r.join().unwrap(), (WRITERS * PER_WRITER) as u64);
@@ -172,7 +208,10 @@ fn concurrent_writers_with_readers_alongside() {
     });
     let unique: HashSet<u64> = seqs.iter().map(|s| s.0).collect();
     assert_eq!(unique.len(), WRITERS * PER_WRITER);
-    assert_eq!(*unique.iter().max().unwrap(), (WRITERS * PER_WRITER - 1) as u64);
+    assert_eq!(
+        *unique.iter().max().unwrap(),
+        (WRITERS * PER_WRITER - 1) as u64
+    );
     let all = read_all(&log);
     for &(seq, w, i) in &seqs {
         assert_eq!(all[seq as usize].1, payload(w, i, 8 + (i % 50)));
@@ -182,13 +221,20 @@ fn concurrent_writers_with_readers_alongside() {
 #[test]
 fn tiny_segments_roll_over_densely_under_concurrent_writers() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path(), Options::default().segment_size(4096).durability(Durability::Buffered));
+    let log = open(
+        dir.path(),
+        Options::default()
+            .segment_size(4096)
+            .durability(Durability::Buffered),
+    );
     let seqs: Vec<u64> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..4)
             .map(|w| {
                 let log = &log;
                 s.spawn(move || {
-                    (0..2000).map(|i| log.append(&payload(w, i, 1 + i % 300)).unwrap()).collect::<Vec<_>>()
+                    (0..2000)
+                        .map(|i| log.append(&payload(w, i, 1 + i % 300)).unwrap())
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();
@@ -208,7 +254,10 @@ fn tiny_segments_roll_over_densely_under_concurrent_writers() {
 #[test]
 fn immediate_durability_acknowledges_after_msync() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path(), Options::default().durability(Durability::Immediate));
+    let log = open(
+        dir.path(),
+        Options::default().durability(Durability::Immediate),
+    );
     std::thread::scope(|s| {
         for w in 0..8 {
             let log = &log;
@@ -228,7 +277,10 @@ fn immediate_durability_acknowledges_after_msync() {
 #[test]
 fn periodic_durability_flushes_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path(), Options::default().durability(Durability::Periodic(Duration::from_millis(5))));
+    let log = open(
+        dir.path(),
+        Options::default().durability(Durability::Periodic(Duration::from_millis(5))),
+    );
     log.append(b"x").unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while log.durable_seq().is_none() && std::time::Instant::now() < deadline {
@@ -240,7 +292,10 @@ fn periodic_durability_flushes_in_the_background() {
 #[test]
 fn read_from_the_middle_and_from_the_future() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path(), Options::default().segment_size(4096).index_interval(4));
+    let log = open(
+        dir.path(),
+        Options::default().segment_size(4096).index_interval(4),
+    );
     for i in 0..1000u32 {
         log.append(&i.to_le_bytes()).unwrap();
     }
@@ -262,7 +317,10 @@ fn read_from_the_middle_and_from_the_future() {
 #[test]
 fn seek_by_timestamp() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path(), Options::default().segment_size(4096).index_interval(2));
+    let log = open(
+        dir.path(),
+        Options::default().segment_size(4096).index_interval(2),
+    );
     let mut marks = Vec::new();
     for i in 0..300u32 {
         if i % 50 == 0 {
@@ -277,7 +335,9 @@ fn seek_by_timestamp() {
         assert_eq!(rec.seq(), seq);
         assert!(rec.timestamp() >= t);
     }
-    let mut r = log.read_from_time(SystemTime::now() + Duration::from_secs(3600)).unwrap();
+    let mut r = log
+        .read_from_time(SystemTime::now() + Duration::from_secs(3600))
+        .unwrap();
     assert!(r.next().is_none());
     let mut r = log.read_from_time(SystemTime::UNIX_EPOCH).unwrap();
     assert_eq!(r.next().unwrap().unwrap().seq(), 0);
@@ -310,7 +370,10 @@ fn a_reader_wakes_when_a_record_arrives() {
 #[test]
 fn an_abandoned_reservation_becomes_padding_and_never_wedges_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path(), Options::default().durability(Durability::Buffered));
+    let log = open(
+        dir.path(),
+        Options::default().durability(Durability::Buffered),
+    );
     log.append(b"before").unwrap();
     let panicked = std::thread::scope(|s| {
         s.spawn(|| {
@@ -327,7 +390,14 @@ fn an_abandoned_reservation_becomes_padding_and_never_wedges_the_log() {
     assert_eq!(r.commit().unwrap(), 3);
     log.sync().unwrap();
     let all = read_all(&log);
-    assert_eq!(all, vec![(0, b"before".to_vec()), (2, b"after".to_vec()), (3, b"zc!".to_vec())]);
+    assert_eq!(
+        all,
+        vec![
+            (0, b"before".to_vec()),
+            (2, b"after".to_vec()),
+            (3, b"zc!".to_vec())
+        ]
+    );
     assert_eq!(log.last_seq(), Some(3));
     log.close().unwrap();
     let log = open(dir.path(), Options::default());
