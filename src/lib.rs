@@ -48,4 +48,6 @@ pub(crate) mod sync;
 
 pub use error::{CorruptionKind, Error, Result};
 pub use log::{Log, LogStats, Reader, Record, RecoveryReport, Reservation, Truncation};
-pub use options::{Durability, Options, SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
+pub use options::{
+    Durability, Options, SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN, Timestamps,
+};

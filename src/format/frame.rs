@@ -82,11 +82,11 @@ pub const END_OF_SEGMENT_WORD: u64 = {
     commit_word(lk, crc32c_const(&lk.to_le_bytes()))
 };
 
-/// CRC of a record: `len_kind`, then `seq` and `timestamp_ns`, then the payload.
+/// CRC of a record: `len_kind`, then `body`, the frame's bytes from offset 8 to the end of the
+/// payload (`seq`, `timestamp_ns`, payload), which lie contiguous in the frame.
 #[inline]
-pub fn record_crc(len_kind: u32, seq_ts: &[u8; 16], payload: &[u8]) -> u32 {
-    let crc = checksum(&len_kind.to_le_bytes());
-    checksum_append(checksum_append(crc, seq_ts), payload)
+pub fn record_crc(len_kind: u32, body: &[u8]) -> u32 {
+    checksum_append(checksum(&len_kind.to_le_bytes()), body)
 }
 
 /// CRC of a padding frame: `len_kind`, `seq` and `timestamp_ns` (its payload bytes are not
@@ -185,7 +185,7 @@ pub fn check_body<'a>(
     st.copy_from_slice(seq_ts);
     let lk = len_kind(kind, payload_len);
     let (actual, payload) = match kind {
-        FrameKind::Record => (record_crc(lk, &st, payload), payload),
+        FrameKind::Record => (record_crc(lk, &body[..payload_end]), payload),
         FrameKind::Padding => (padding_crc(lk, &st), &payload[..0]),
         FrameKind::EndOfSegment => return Err(CorruptionKind::BadEndMarker { found: 0 }),
     };
@@ -249,13 +249,12 @@ pub fn encode_record(out: &mut [u8], seq: u64, timestamp_ns: u64, payload: &[u8]
         .filter(|&l| u64::from(l) <= PAYLOAD_LEN_MAX)?;
     let total = frame_len(u64::from(payload_len));
     let out = out.get_mut(..usize::try_from(total).ok()?)?;
-    let st = seq_ts_bytes(seq, timestamp_ns);
     let lk = len_kind(FrameKind::Record, payload_len);
-    let crc = record_crc(lk, &st, payload);
-    out[..8].copy_from_slice(&commit_word(lk, crc).to_le_bytes());
-    out[8..24].copy_from_slice(&st);
+    out[8..24].copy_from_slice(&seq_ts_bytes(seq, timestamp_ns));
     out[24..24 + payload.len()].copy_from_slice(payload);
     out[24 + payload.len()..].fill(0);
+    let crc = record_crc(lk, &out[8..24 + payload.len()]);
+    out[..8].copy_from_slice(&commit_word(lk, crc).to_le_bytes());
     Some(total)
 }
 

@@ -8,6 +8,8 @@
 //! - Nothing mmlog hands out as `&[u8]` is ever written again while the file exists.
 
 mod flusher;
+#[cfg(all(test, loom))]
+mod loom_model;
 mod prealloc;
 mod reader;
 pub(crate) mod recovery;
@@ -139,7 +141,10 @@ impl Log {
         self.preparer = Some(
             std::thread::Builder::new()
                 .name("mmlog-prealloc".into())
-                .spawn(move || s.spare.run(&s.segments_dir))
+                .spawn(move || {
+                    s.populate_active();
+                    s.spare.run(&s.segments_dir);
+                })
                 .map_err(|e| Error::io("spawn preallocator", &self.shared.dir, e))?,
         );
         Ok(())
@@ -195,7 +200,13 @@ impl Log {
         let frame_len = self.frame_len(len)?;
         debug_assert_eq!(frame_len, reservation::reserved_frame_len(len as u32));
         let (seg, offset, seq) = self.shared.reserve(1, frame_len)?;
-        Ok(Reservation::new(&self.shared, seg, offset, seq, len as u32))
+        Ok(Reservation::new(
+            &self.shared,
+            arc_swap::Guard::into_inner(seg),
+            offset,
+            seq,
+            len as u32,
+        ))
     }
 
     #[inline]

@@ -35,8 +35,9 @@ pub(crate) struct SpareSlot {
 fn prepare(segments_dir: &Path, id: u64, capacity: u64) -> Result<Prepared> {
     let file = sfs::create_segment_file(segments_dir, id, capacity)?;
     let path = sfs::segment_path(segments_dir, id);
-    // Pre-faulting the page tables keeps first-touch faults off the writers' path.
-    let map = Mapping::map(&file, capacity, true, true).map_err(|e| Error::io("mmap", &path, e))?;
+    let map = Mapping::map(&file, capacity, true, false).map_err(|e| Error::io("mmap", &path, e))?;
+    // Faulting the pages in writable here keeps first-touch faults off the writers' path.
+    map.populate_write(0, capacity);
     Ok(Prepared {
         id,
         path,

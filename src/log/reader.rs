@@ -6,8 +6,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::segment::Segment;
 use super::shared::Shared;
 use crate::error::{CorruptionKind, Error, Result};
-use crate::format::frame::{FrameKind, PAYLOAD_OFFSET, Word};
+use crate::format::frame::{self, COMMIT_WORD_LEN, FrameKind, PAYLOAD_OFFSET, Word};
 use crate::format::segment_header::SEGMENT_HEADER_LEN;
+use crate::storage::mmap::Mapping;
 
 /// One record, borrowed from the reader that returned it: the payload is a slice of the
 /// memory-mapped segment, not a copy.
@@ -87,6 +88,8 @@ enum Step {
 pub struct Reader {
     shared: Arc<Shared>,
     seg: Arc<Segment>,
+    /// The mapping of `seg`, held directly so the per-record path does no lookups.
+    map: Arc<Mapping>,
     offset: u64,
     next_seq: u64,
     skip: Skip,
@@ -109,9 +112,11 @@ impl Reader {
         };
         prepare_index(&shared, &seg)?;
         let (offset, next_seq) = seg.seek_seq(seq);
+        let map = Arc::clone(seg.mapping()?);
         Ok(Reader {
             shared,
             seg,
+            map,
             offset,
             next_seq,
             skip: Skip::SeqBelow(seq),
@@ -134,9 +139,11 @@ impl Reader {
             return Err(Error::invalid("log has no segments"));
         };
         let (offset, next_seq) = seg.seek_time(ts);
+        let map = Arc::clone(seg.mapping()?);
         Ok(Reader {
             shared,
             seg,
+            map,
             offset,
             next_seq,
             skip: Skip::TimeBelow(ts),
@@ -164,14 +171,10 @@ impl Reader {
                 Err(e) => return Some(Err(e)),
             };
             let offset = self.offset;
-            let (seq, ts, len) =
-                match self
-                    .seg
-                    .checked_frame(offset, kind, payload_len, crc, self.next_seq)
-                {
-                    Ok(f) => (f.seq, f.timestamp_ns, f.frame_len),
-                    Err(e) => return Some(Err(e)),
-                };
+            let (seq, ts, len) = match self.check(offset, kind, payload_len, crc) {
+                Ok(f) => f,
+                Err(e) => return Some(Err(e)),
+            };
             self.offset += len;
             self.next_seq += 1;
             if kind == FrameKind::Padding || self.skips(seq, ts) {
@@ -179,13 +182,12 @@ impl Reader {
             }
             break (offset, seq, ts, payload_len);
         };
-        let payload_at = offset + PAYLOAD_OFFSET as u64;
-        let payload = match self.seg.mapping() {
-            // SAFETY: this frame's commit word was loaded as published (acquire) in `step`,
-            // so its bytes are immutable; the reader's `Arc<Segment>` keeps the mapping alive
-            // for as long as the returned record borrows the reader.
-            Ok(map) => unsafe { map.bytes(payload_at, u64::from(payload_len)) },
-            Err(e) => return Some(Err(e)),
+        // SAFETY: this frame's commit word was loaded as published (acquire) in `step`, so its
+        // bytes are immutable; `self.map` keeps the mapping alive while the record borrows
+        // the reader. `check` verified the range is in bounds.
+        let payload = unsafe {
+            self.map
+                .bytes(offset + PAYLOAD_OFFSET as u64, u64::from(payload_len))
         };
         match payload {
             Some(payload) => Some(Ok(Record {
@@ -197,6 +199,52 @@ impl Reader {
                 .seg
                 .corrupt(offset, CorruptionKind::Truncated { what: "frame" }))),
         }
+    }
+
+    /// Checks the published frame at `offset`: bounds, CRC, sequence number. Returns its
+    /// sequence number, timestamp and length.
+    #[inline]
+    fn check(
+        &self,
+        offset: u64,
+        kind: FrameKind,
+        payload_len: u32,
+        crc: u32,
+    ) -> Result<(u64, u64, u64)> {
+        let body_at = offset + COMMIT_WORD_LEN as u64;
+        // SAFETY: the commit word at `offset` was loaded non-zero with acquire ordering, so
+        // the frame's bytes are published and never written again (mapping contract rule 2).
+        let Some(body) = (unsafe { self.map.bytes(body_at, 16 + u64::from(payload_len)) }) else {
+            let k = CorruptionKind::LengthOutOfBounds {
+                len: u64::from(payload_len),
+            };
+            return Err(self.seg.corrupt(offset, k));
+        };
+        let f = frame::check_body(kind, payload_len, crc, body)
+            .map_err(|k| self.seg.corrupt(offset, k))?;
+        if f.seq != self.next_seq {
+            let k = CorruptionKind::UnexpectedSeq {
+                expected: self.next_seq,
+                found: f.seq,
+            };
+            return Err(self.seg.corrupt(offset, k));
+        }
+        Ok((f.seq, f.timestamp_ns, f.frame_len))
+    }
+
+    fn word(&self) -> Result<Option<Word>> {
+        if self.offset >= self.seg.capacity {
+            return Ok(None);
+        }
+        let Some(w) = self.map.word(self.offset) else {
+            return Err(self
+                .seg
+                .corrupt(self.offset, CorruptionKind::Truncated { what: "frame" }));
+        };
+        let raw = w.load(std::sync::atomic::Ordering::Acquire);
+        frame::decode_word(raw)
+            .map(Some)
+            .map_err(|k| self.seg.corrupt(self.offset, k))
     }
 
     /// Waits up to `timeout` for the next frame to be committed. Returns true if
@@ -256,7 +304,7 @@ impl Reader {
     /// True if `next` would make progress: a frame is published at the position, or the
     /// segment is over and the next one exists.
     fn ready(&self) -> bool {
-        match self.seg.word_at(self.offset) {
+        match self.word() {
             Ok(Some(Word::Unwritten)) => false,
             Ok(None | Some(Word::EndOfSegment)) => {
                 self.shared.segment_by_id(self.seg.id + 1).is_some()
@@ -266,7 +314,7 @@ impl Reader {
     }
 
     fn step(&mut self) -> Result<Step> {
-        match self.seg.word_at(self.offset)? {
+        match self.word()? {
             Some(Word::Unwritten) => Ok(Step::Empty),
             Some(Word::Frame {
                 kind,
@@ -289,6 +337,7 @@ impl Reader {
                     return Err(Error::corrupt(&next.path, 0, kind));
                 }
                 prepare_index(&self.shared, &next)?;
+                self.map = Arc::clone(next.mapping()?);
                 self.seg = next;
                 self.offset = SEGMENT_HEADER_LEN as u64;
                 Ok(Step::Moved)

@@ -72,20 +72,16 @@ impl<'a> Reservation<'a> {
     pub fn commit(mut self) -> Result<u64> {
         self.done = true;
         let map = self.seg.mapping()?;
-        let at = self.offset + PAYLOAD_OFFSET as u64;
         let ts = self.shared.now_ns();
-        // SAFETY: the payload range is still ours (unpublished); nothing writes it while this
-        // shared view lives (the `&mut` view from `payload_mut` is gone: `self` is owned).
-        let payload = unsafe { map.bytes(at, u64::from(self.payload_len)) }.unwrap_or_default();
-        let copy_free: &[u8] = payload;
-        let lk = frame::len_kind(FrameKind::Record, self.payload_len);
-        let st = frame::seq_ts_bytes(self.seq, ts);
-        let crc = frame::record_crc(lk, &st, copy_free);
         // SAFETY: the header bytes of the reservation are ours and unpublished.
-        unsafe { map.write(self.offset + frame::SEQ_OFFSET as u64, &st) };
-        if let Some(w) = map.word(self.offset) {
-            w.store(frame::commit_word(lk, crc), crate::sync::Ordering::Release);
-        }
+        unsafe {
+            map.write(
+                self.offset + frame::SEQ_OFFSET as u64,
+                &frame::seq_ts_bytes(self.seq, ts),
+            )
+        };
+        let lk = frame::len_kind(FrameKind::Record, self.payload_len);
+        super::segment::publish_commit_word(map, self.offset, lk);
         if self.shared.durability() == Durability::Immediate {
             self.shared.flush.wait_durable(self.shared, self.seq + 1)?;
         }

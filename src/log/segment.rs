@@ -322,17 +322,14 @@ impl Segment {
             debug_assert!(false, "active segment without mapping");
             return;
         };
-        let st = frame::seq_ts_bytes(seq, ts);
-        let lk = frame::len_kind(FrameKind::Record, payload.len() as u32);
-        let crc = frame::record_crc(lk, &st, payload);
+        let body_at = offset + frame::SEQ_OFFSET as u64;
         // SAFETY: the caller owns the reserved range exclusively (function contract).
         unsafe {
-            map.write(offset + frame::SEQ_OFFSET as u64, &st);
+            map.write(body_at, &frame::seq_ts_bytes(seq, ts));
             map.write(offset + frame::PAYLOAD_OFFSET as u64, payload);
         }
-        if let Some(w) = map.word(offset) {
-            w.store(frame::commit_word(lk, crc), Ordering::Release);
-        }
+        let lk = frame::len_kind(FrameKind::Record, payload.len() as u32);
+        publish_commit_word(map, offset, lk);
     }
 
     /// Turns an abandoned reservation into a padding frame, keeping its sequence number.
@@ -357,6 +354,23 @@ impl Segment {
         if let Some(w) = self.map.get().and_then(|m| m.word(offset)) {
             w.store(frame::END_OF_SEGMENT_WORD, Ordering::Release);
         }
+    }
+}
+
+/// Computes a record's CRC over its body, already written in the mapping (bytes 8.. of the
+/// frame, contiguous), and publishes its commit word.
+#[inline]
+pub(crate) fn publish_commit_word(map: &Mapping, offset: u64, len_kind: u32) {
+    let body_len = 16 + u64::from(len_kind & ((1 << frame::LEN_BITS) - 1));
+    // SAFETY: the frame is the caller's unpublished reservation: this thread wrote the body
+    // and nobody else writes or reads it until the commit word below is stored.
+    let Some(body) = (unsafe { map.bytes(offset + frame::SEQ_OFFSET as u64, body_len) }) else {
+        debug_assert!(false, "reservation outside its segment");
+        return;
+    };
+    let crc = frame::record_crc(len_kind, body);
+    if let Some(w) = map.word(offset) {
+        w.store(frame::commit_word(len_kind, crc), Ordering::Release);
     }
 }
 

@@ -6,14 +6,14 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, Guard};
 
 use super::flusher::FlushShared;
 use super::prealloc::SpareSlot;
 use super::segment::{Completion, Segment};
 use crate::error::{Error, Result};
 use crate::format::segment_header::SegmentHeader;
-use crate::options::{Durability, Options};
+use crate::options::{Durability, Options, Timestamps};
 use crate::storage::fs as sfs;
 
 const STATE_OPEN: u8 = 0;
@@ -92,7 +92,11 @@ impl Shared {
     /// Nanoseconds since the Unix epoch, never below the largest recovered timestamp.
     #[inline]
     pub(crate) fn now_ns(&self) -> u64 {
-        sfs::now_ns().max(self.clock_floor)
+        let now = match self.options.timestamps {
+            Timestamps::Coarse => sfs::coarse_now_ns(),
+            Timestamps::Precise => sfs::now_ns(),
+        };
+        now.max(self.clock_floor)
     }
 
     /// Fails unless the log accepts writes.
@@ -154,7 +158,11 @@ impl Shared {
     /// Reserves `frames` frames of `bytes` bytes in the active segment, rolling over as needed.
     /// Returns the segment, the first reserved offset and the first sequence number.
     #[inline]
-    pub(crate) fn reserve(&self, frames: u64, bytes: u64) -> Result<(Arc<Segment>, u64, u64)> {
+    pub(crate) fn reserve(
+        &self,
+        frames: u64,
+        bytes: u64,
+    ) -> Result<(Guard<Arc<Segment>>, u64, u64)> {
         loop {
             let seg = self.active.load();
             if seg.completion().is_none() {
@@ -163,7 +171,10 @@ impl Shared {
                     if r.waiter {
                         self.wake_readers(&seg);
                     }
-                    return Ok((Arc::clone(&seg), r.offset, seg.base_seq + r.count));
+                    // The guard, not a clone of the `Arc`: cloning would bounce the segment's
+                    // reference count between the writers' cores on every append.
+                    let seq = seg.base_seq + r.count;
+                    return Ok((seg, r.offset, seq));
                 }
                 if r.offset <= seg.capacity {
                     // The first reservation that does not fit seals the segment: its start is
@@ -214,6 +225,16 @@ impl Shared {
             prepared.map,
             header,
         )?))
+    }
+
+    /// Pre-faults the rest of the active segment (it was created or recovered at open,
+    /// without the background preparation later segments get).
+    pub(crate) fn populate_active(&self) {
+        let seg = self.active.load_full();
+        if let Ok(map) = seg.mapping() {
+            let from = seg.tail.load().offset;
+            map.populate_write(from, seg.capacity.saturating_sub(from));
+        }
     }
 
     /// Wakes readers waiting for new frames. Clears the waiter flag first, so a reader that

@@ -11,9 +11,10 @@
 //! 2. **Published bytes are immutable.** A frame's bytes are written once, before its commit
 //!    word is stored with release ordering; nothing writes them again while the file exists.
 //!    Slices are only formed over frames whose commit word was loaded (acquire) as non-zero.
-//! 3. **Unpublished bytes are touched only through raw pointers.** A writer copies into the
-//!    range it reserved through [`Mapping::write`]; no reference to that range exists until
-//!    the frame is published. Commit words are only accessed as `AtomicU64`.
+//! 3. **Unpublished bytes belong to their writer alone.** A writer copies into the range it
+//!    reserved through [`Mapping::write`] (and may then read it back to compute the CRC);
+//!    no other thread forms a reference to that range until the frame is published. Commit
+//!    words are only accessed as `AtomicU64`.
 //! 4. **Files are never truncated while mapped.** Segments are pre-allocated to their full
 //!    length; recovery clears a torn tail by writing zeros, not by truncating. A mapping lives
 //!    in an `Arc` until the last reader drops it, whatever happens to the file's name.
@@ -128,6 +129,21 @@ impl Mapping {
         Some(unsafe {
             std::slice::from_raw_parts_mut(self.raw.as_mut_ptr().add(offset as usize), len as usize)
         })
+    }
+
+    /// Pre-faults `offset..offset + len` writable (`MADV_POPULATE_WRITE`), so writers do not
+    /// take a page fault (and, on ext4, an extent conversion) per page. Best effort: kernels
+    /// before 5.14 do not know the advice, and nothing depends on it.
+    pub(crate) fn populate_write(&self, offset: u64, len: u64) {
+        let start = offset - offset % 4096;
+        let end = offset.saturating_add(len).min(self.len);
+        if end > start {
+            let _ = self.raw.advise_range(
+                memmap2::Advice::PopulateWrite,
+                start as usize,
+                (end - start) as usize,
+            );
+        }
     }
 
     /// `msync(MS_SYNC)` over `offset..offset + len` (widened to whole pages).

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use mmlog::{Durability, Error, Log, Options};
+use mmlog::{Durability, Error, Log, Options, Timestamps};
 
 use crate::support::{open, payload, read_all};
 
