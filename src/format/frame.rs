@@ -33,7 +33,7 @@ const LEN_MASK: u32 = (1 << LEN_BITS) - 1;
 
 const _: () = {
     assert!(FRAME_HEADER_LEN == 24);
-    assert!(FRAME_HEADER_LEN as u64 % FRAME_ALIGN == 0);
+    assert!((FRAME_HEADER_LEN as u64).is_multiple_of(FRAME_ALIGN));
     assert!(COMMIT_WORD_LEN == CRC_OFFSET + 4);
 };
 

@@ -42,7 +42,7 @@ const _: () = {
     assert!(CREATED_OFFSET + 8 <= HEADER_CRC_OFFSET);
     assert!(SEAL_MAX_TS_OFFSET + 8 <= SEAL_CRC_OFFSET);
     assert!(SEAL_CRC_OFFSET + 4 == SEGMENT_HEADER_LEN);
-    assert!(SEGMENT_HEADER_LEN % 8 == 0);
+    assert!(SEGMENT_HEADER_LEN.is_multiple_of(8));
 };
 
 /// The identity part of a segment header (bytes `0..64`).

@@ -212,6 +212,11 @@ fn sync_range(shared: &Shared, seg: &Segment, end: u64) -> Result<()> {
     }
     let from = synced - synced % PAGE;
     let map = seg.mapping()?;
+    #[cfg(test)]
+    if shared.fail_next_msync.swap(false, Ordering::SeqCst) {
+        let e = std::io::Error::from_raw_os_error(libc::EIO);
+        return Err(Error::io("msync", &seg.path, e));
+    }
     map.flush_range(from, end - from)
         .map_err(|e| Error::io("msync", &seg.path, e))?;
     shared.flush.msync_count.fetch_add(1, Ordering::Relaxed);
@@ -242,4 +247,41 @@ fn write_seal(shared: &Shared, seg: &Segment, c: super::segment::Completion) -> 
     shared.flush.msync_count.fetch_add(1, Ordering::Relaxed);
     seg.mark_sealed();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Durability, Error, Log, Options};
+
+    /// A failed msync must poison the log: no acknowledgement after it, no retry as if
+    /// nothing happened, and a reopen recovers what is on disk.
+    #[test]
+    fn failed_msync_poisons_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(
+            dir.path(),
+            Options::default().durability(Durability::Immediate),
+        )
+        .unwrap();
+        assert_eq!(log.append(b"durable").unwrap(), 0);
+        log.fail_next_msync();
+        match log.append(b"lost") {
+            Err(Error::Poisoned { cause }) => assert!(cause.contains("msync"), "{cause}"),
+            other => panic!("expected Poisoned, got {other:?}"),
+        }
+        assert!(matches!(
+            log.append(b"refused"),
+            Err(Error::Poisoned { .. })
+        ));
+        assert!(matches!(log.sync(), Err(Error::Poisoned { .. })));
+        assert_eq!(log.durable_seq(), Some(0));
+        // Readers still work on what was committed.
+        let mut r = log.read_from(0).unwrap();
+        assert_eq!(r.next().unwrap().unwrap().payload(), b"durable");
+        assert!(matches!(log.close(), Err(Error::Poisoned { .. })));
+        let log = Log::open(dir.path(), Options::default()).unwrap();
+        let mut r = log.read_from(0).unwrap();
+        assert_eq!(r.next().unwrap().unwrap().payload(), b"durable");
+        assert_eq!(log.append(b"again").unwrap(), log.last_seq().unwrap());
+    }
 }

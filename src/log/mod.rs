@@ -64,6 +64,9 @@ pub struct Log {
     flusher: Option<JoinHandle<()>>,
     preparer: Option<JoinHandle<()>>,
     report: RecoveryReport,
+    /// Holds the directory's `flock` until the log is closed. Readers may outlive the log:
+    /// they keep their mappings, and a later owner never rewrites bytes a reader was given.
+    lock_file: Option<std::fs::File>,
 }
 
 /// Counters describing an open log.
@@ -117,13 +120,13 @@ impl Log {
             Arc::clone(&commit_from),
             floor,
             next_seq,
-            lock_file,
         )?);
         let mut log = Log {
             shared,
             flusher: None,
             preparer: None,
             report: rec.report,
+            lock_file: Some(lock_file),
         };
         log.start_threads(commit_from)?;
         Ok(log)
@@ -308,12 +311,21 @@ impl Log {
             let _ = h.join();
         }
         self.shared.mark_closed();
+        self.lock_file = None;
         if self.shared.is_poisoned() {
             return Err(Error::Poisoned {
                 cause: self.shared.poison_cause(),
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Log {
+    /// Makes the flusher's next `msync` fail (tests of the poisoning path).
+    pub(crate) fn fail_next_msync(&self) {
+        self.shared.fail_next_msync.store(true, Ordering::SeqCst);
     }
 }
 
@@ -354,3 +366,11 @@ fn start_segment(dir: &Path, prev: Option<&Arc<Segment>>, capacity: u64) -> Resu
 }
 
 const _: () = assert!(FRAME_HEADER_LEN + SEGMENT_HEADER_LEN < 4096);
+
+/// `Log` is shared between threads, and readers move between them.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    const fn assert_send<T: Send>() {}
+    assert_send_sync::<Log>();
+    assert_send::<Reader>();
+};

@@ -21,8 +21,10 @@ struct SpareState {
     next_id: u64,
     capacity: u64,
     prepared: Option<Prepared>,
-    /// The last preparation failed; handed to the next taker, which triggers one retry.
+    /// The last preparation failed (handed to a taker).
     error: Option<Error>,
+    /// Preparations finished so far, successful or not.
+    attempts: u64,
     shutdown: bool,
 }
 
@@ -35,7 +37,8 @@ pub(crate) struct SpareSlot {
 fn prepare(segments_dir: &Path, id: u64, capacity: u64) -> Result<Prepared> {
     let file = sfs::create_segment_file(segments_dir, id, capacity)?;
     let path = sfs::segment_path(segments_dir, id);
-    let map = Mapping::map(&file, capacity, true, false).map_err(|e| Error::io("mmap", &path, e))?;
+    let map =
+        Mapping::map(&file, capacity, true, false).map_err(|e| Error::io("mmap", &path, e))?;
     // Faulting the pages in writable here keeps first-touch faults off the writers' path.
     map.populate_write(0, capacity);
     Ok(Prepared {
@@ -54,6 +57,7 @@ impl SpareSlot {
                 capacity,
                 prepared: None,
                 error: None,
+                attempts: 0,
                 shutdown: false,
             }),
             cv: Condvar::new(),
@@ -83,6 +87,7 @@ impl SpareSlot {
                     Ok(p) => st.prepared = Some(p),
                     Err(e) => st.error = Some(e),
                 }
+                st.attempts += 1;
                 self.cv.notify_all();
                 continue;
             }
@@ -91,9 +96,15 @@ impl SpareSlot {
     }
 
     /// Takes the prepared segment `id`, waiting for the preparing thread if it is still at
-    /// work. A failed preparation is returned once (the thread then tries again).
+    /// work. If preparation fails, returns the error of an attempt made after this call began:
+    /// an older failure (say, a full disk) may no longer hold.
     pub(crate) fn take(&self, id: u64) -> Result<Prepared> {
         let mut st = self.lock();
+        if st.error.take().is_some() {
+            // Discarding the stale error makes the preparing thread try again.
+            self.cv.notify_all();
+        }
+        let since = st.attempts;
         loop {
             if let Some(p) = st.prepared.take() {
                 if p.id == id {
@@ -107,7 +118,9 @@ impl SpareSlot {
                 st.next_id = id;
                 self.cv.notify_all();
             }
-            if let Some(e) = st.error.take() {
+            if st.attempts > since
+                && let Some(e) = st.error.take()
+            {
                 st.next_id = id;
                 self.cv.notify_all();
                 return Err(e);

@@ -392,7 +392,7 @@ fn scan_segment(
     report.bytes_scanned += f.len;
     let mut index = SegmentIndex::empty(SEGMENT_HEADER_LEN as u64, header.base_seq);
     let out = scan::scan_frames(&bytes, header.base_seq, |offset, frame| {
-        if (frame.seq - header.base_seq) % index_interval == 0 {
+        if (frame.seq - header.base_seq).is_multiple_of(index_interval) {
             let max_ts_before = index.max_ts;
             index.entries.push(IndexEntry {
                 seq: frame.seq,

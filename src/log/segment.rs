@@ -272,7 +272,7 @@ impl Segment {
                     frame::frame_len(u64::from(payload_len)),
                 )
             };
-            if (seq - self.base_seq) % interval == 0 {
+            if (seq - self.base_seq).is_multiple_of(interval) {
                 let max_ts_before = idx.max_ts;
                 idx.entries.push(IndexEntry {
                     seq,

@@ -1,7 +1,6 @@
 //! State shared by the `Log` handle, its readers and its background threads, and the append
 //! path: reserve, copy, publish, roll over.
 
-use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
@@ -50,7 +49,9 @@ pub(crate) struct Shared {
     tail_cv: Condvar,
     pub(crate) flush: FlushShared,
     pub(crate) spare: SpareSlot,
-    _lock_file: File,
+    /// Test-only failpoint: the flusher's next `msync` fails as a disk error would.
+    #[cfg(test)]
+    pub(crate) fail_next_msync: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -63,7 +64,6 @@ impl Shared {
         commit_from: Arc<Segment>,
         clock_floor: u64,
         durable_next: u64,
-        lock_file: File,
     ) -> Result<Shared> {
         let Some(active) = segments.last().cloned() else {
             return Err(Error::invalid("a log needs at least one segment"));
@@ -85,7 +85,8 @@ impl Shared {
             tail_cv: Condvar::new(),
             flush: FlushShared::new(durable_next),
             spare,
-            _lock_file: lock_file,
+            #[cfg(test)]
+            fail_next_msync: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

@@ -57,7 +57,7 @@ impl Mapping {
     /// bytes inside the mapping.
     #[inline]
     pub(crate) fn word(&self, offset: u64) -> Option<&AtomicU64> {
-        if offset % 8 != 0 || offset.checked_add(8)? > self.len {
+        if !offset.is_multiple_of(8) || offset.checked_add(8)? > self.len {
             return None;
         }
         // SAFETY: the mapping starts page-aligned, so `offset % 8 == 0` makes the address

@@ -319,7 +319,10 @@ fn seek_by_timestamp() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(
         dir.path(),
-        Options::default().segment_size(4096).index_interval(2).timestamps(Timestamps::Precise),
+        Options::default()
+            .segment_size(4096)
+            .index_interval(2)
+            .timestamps(Timestamps::Precise),
     );
     let mut marks = Vec::new();
     for i in 0..300u32 {

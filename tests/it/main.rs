@@ -2,4 +2,5 @@
 
 mod append;
 mod corruption;
+mod full_disk;
 mod support;
