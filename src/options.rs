@@ -120,7 +120,9 @@ impl Options {
 
     pub(crate) fn validate(&self) -> Result<()> {
         let s = self.segment_size;
-        if !(SEGMENT_SIZE_MIN..=SEGMENT_SIZE_MAX).contains(&s) || !s.is_multiple_of(SEGMENT_SIZE_MIN) {
+        if !(SEGMENT_SIZE_MIN..=SEGMENT_SIZE_MAX).contains(&s)
+            || !s.is_multiple_of(SEGMENT_SIZE_MIN)
+        {
             return Err(Error::invalid(format!(
                 "segment size {s} must be a multiple of 4 KiB between 4 KiB and 1 GiB"
             )));

@@ -245,7 +245,7 @@ fn write_seal(shared: &Shared, seg: &Segment, c: super::segment::Completion) -> 
     map.flush_range(0, SEGMENT_HEADER_LEN as u64)
         .map_err(|e| Error::io("msync", &seg.path, e))?;
     shared.flush.msync_count.fetch_add(1, Ordering::Relaxed);
-    seg.mark_sealed();
+    seg.mark_sealed(max_ts);
     Ok(())
 }
 

@@ -129,8 +129,14 @@ impl Reader {
         // The first segment holding a timestamp >= ts holds the first such record.
         let mut chosen = segs.last().cloned();
         for seg in &segs {
-            prepare_index(&shared, seg)?;
-            if seg.index_times().1 >= ts {
+            let max_ts = match seg.sealed_max_ts() {
+                Some(max_ts) => max_ts,
+                None => {
+                    prepare_index(&shared, seg)?;
+                    seg.index_times().1
+                }
+            };
+            if max_ts >= ts {
                 chosen = Some(Arc::clone(seg));
                 break;
             }
@@ -138,6 +144,7 @@ impl Reader {
         let Some(seg) = chosen else {
             return Err(Error::invalid("log has no segments"));
         };
+        prepare_index(&shared, &seg)?;
         let (offset, next_seq) = seg.seek_time(ts);
         let map = Arc::clone(seg.mapping()?);
         Ok(Reader {

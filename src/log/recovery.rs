@@ -359,7 +359,7 @@ fn sealed_segment(header: SegmentHeader, path: PathBuf, seal: Seal) -> Segment {
         end_offset: seal.end_offset,
     };
     let index = SegmentIndex::empty(SEGMENT_HEADER_LEN as u64, header.base_seq);
-    Segment::recovered(
+    let seg = Segment::recovered(
         header,
         path,
         None,
@@ -368,7 +368,9 @@ fn sealed_segment(header: SegmentHeader, path: PathBuf, seal: Seal) -> Segment {
         Some(completion),
         true,
         index,
-    )
+    );
+    seg.mark_sealed(seal.max_ts);
+    seg
 }
 
 struct Scanned {
@@ -462,6 +464,9 @@ fn scan_segment(
         sealed,
         index,
     );
+    if sealed {
+        segment.mark_sealed(out.max_ts);
+    }
     Ok(Scanned {
         segment,
         ends_log: ends_log && next_base.is_some(),

@@ -63,6 +63,9 @@ pub(crate) struct Segment {
     /// Bytes from the start of the file known to be on stable storage.
     pub(crate) synced_offset: StdAtomicU64,
     pub(crate) index: RwLock<SegmentIndex>,
+    /// Largest timestamp of a sealed segment, from its seal (0 until sealed): lets a seek by
+    /// time pass over old segments without building their index.
+    seal_max_ts: StdAtomicU64,
 }
 
 impl Segment {
@@ -87,6 +90,7 @@ impl Segment {
             sealed: AtomicBool::new(false),
             synced_offset: StdAtomicU64::new(0),
             index: RwLock::new(SegmentIndex::empty(start, header.base_seq)),
+            seal_max_ts: StdAtomicU64::new(0),
         })
     }
 
@@ -122,6 +126,7 @@ impl Segment {
             sealed: AtomicBool::new(sealed),
             synced_offset: StdAtomicU64::new(if sealed { header.capacity } else { end_offset }),
             index: RwLock::new(index),
+            seal_max_ts: StdAtomicU64::new(0),
         }
     }
 
@@ -166,8 +171,16 @@ impl Segment {
         self.sealed.load(StdOrdering::Acquire)
     }
 
-    pub(crate) fn mark_sealed(&self) {
+    /// Records that the seal is on disk, with the segment's largest timestamp.
+    pub(crate) fn mark_sealed(&self, max_ts: u64) {
+        self.seal_max_ts.store(max_ts, StdOrdering::Release);
         self.sealed.store(true, StdOrdering::Release);
+    }
+
+    /// The largest timestamp of a sealed segment, without scanning it.
+    pub(crate) fn sealed_max_ts(&self) -> Option<u64> {
+        self.is_sealed()
+            .then(|| self.seal_max_ts.load(StdOrdering::Acquire))
     }
 
     /// The first byte after the last frame of a complete segment, end marker included.

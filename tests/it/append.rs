@@ -332,12 +332,22 @@ fn seek_by_timestamp() {
         }
         log.append(&i.to_le_bytes()).unwrap();
     }
-    for (t, seq) in marks {
-        let mut r = log.read_from_time(t).unwrap();
-        let rec = r.next().unwrap().unwrap();
-        assert_eq!(rec.seq(), seq);
-        assert!(rec.timestamp() >= t);
-    }
+    let check = |log: &Log| {
+        for &(t, seq) in &marks {
+            let mut r = log.read_from_time(t).unwrap();
+            let rec = r.next().unwrap().unwrap();
+            assert_eq!(rec.seq(), seq);
+            assert!(rec.timestamp() >= t);
+        }
+    };
+    check(&log);
+    // Again after a reopen, where old segments are found through their seals.
+    log.close().unwrap();
+    let log = open(
+        dir.path(),
+        Options::default().segment_size(4096).index_interval(2),
+    );
+    check(&log);
     let mut r = log
         .read_from_time(SystemTime::now() + Duration::from_secs(3600))
         .unwrap();
