@@ -292,18 +292,31 @@ fn mark_torn_tail(out: &mut Inspection) {
         .iter()
         .rposition(|s| s.seal.is_some())
         .map_or(0, |i| i + 1);
-    let tail_paths: Vec<&PathBuf> = out.segments[first_unsealed..]
-        .iter()
-        .map(|s| &s.path)
-        .collect();
+    let last_valid = out.segments.iter().rposition(|s| s.header.is_some());
     for p in &mut out.problems {
+        let Some(i) = out.segments.iter().position(|s| s.path == p.path) else {
+            continue;
+        };
         let structural = matches!(
             p.kind,
             Some(CorruptionKind::MissingSegment { .. } | CorruptionKind::SeqDiscontinuity { .. })
         );
-        if !structural && tail_paths.contains(&&p.path) {
-            p.torn_tail = true;
+        if structural || i < first_unsealed {
+            continue;
         }
+        p.torn_tail = if out.segments[i].header.is_none() {
+            // As recovery: a torn header of ours is dropped only after the last valid segment.
+            last_valid.is_none_or(|v| i > v)
+                && matches!(
+                    p.kind,
+                    Some(
+                        CorruptionKind::HeaderChecksum { .. }
+                            | CorruptionKind::BadHeaderField { .. }
+                    )
+                )
+        } else {
+            true
+        };
     }
 }
 
@@ -338,6 +351,16 @@ pub fn dump(
     for seg in &found.segments {
         let (Some(h), Some(seal)) = (seg.header, seg.seal) else {
             if seg.header.is_none() {
+                // A torn trailing header holds nothing recovery would keep; anything else
+                // unreadable is damage the caller must hear about.
+                let damage = found
+                    .problems
+                    .iter()
+                    .find(|p| p.path == seg.path && !p.torn_tail);
+                if let Some(p) = damage {
+                    let kind = p.kind.unwrap_or(CorruptionKind::BadMagic);
+                    return Err(Error::corrupt(&seg.path, p.offset, kind));
+                }
                 continue;
             }
             if !dump_segment(seg, from_seq, since_ns, &mut each)? {

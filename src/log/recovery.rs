@@ -270,7 +270,15 @@ fn read_found(id: u64, path: PathBuf) -> Result<Found> {
 /// Removes blank spares and torn, never-flushed headers after the last valid segment.
 fn drop_trailing_non_segments(found: &mut Vec<Found>, report: &mut RecoveryReport) -> Result<()> {
     while let Some(last) = found.last() {
-        if matches!(last.header, Ok(HeaderState::Valid(_))) {
+        // Only a blank spare or a torn header of our own (right magic, failed check) is
+        // removed; a file that is not ours (wrong magic, wrong size) is left for
+        // `check_identities` to report.
+        let ours = matches!(
+            last.header,
+            Ok(HeaderState::Blank)
+                | Err(CorruptionKind::HeaderChecksum { .. } | CorruptionKind::BadHeaderField { .. })
+        );
+        if !ours {
             break;
         }
         if let Some(f) = found.pop() {

@@ -375,3 +375,19 @@ fn garbage_files_never_panic() {
         let _ = mmlog::inspect::inspect(dir.path(), true);
     }
 }
+
+#[test]
+fn a_foreign_file_named_like_a_segment_is_reported_never_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 50);
+    let next = segment_files(dir.path()).len();
+    let foreign = dir.path().join(format!("segments/{next:020}.seg"));
+    std::fs::write(&foreign, b"not a segment, somebody's notes").unwrap();
+    match Log::open(dir.path(), opts()) {
+        Err(Error::Corrupt { path, .. }) => assert_eq!(path, foreign),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(foreign.exists());
+    let found = mmlog::inspect::inspect(dir.path(), true).unwrap();
+    assert!(!found.is_clean());
+}

@@ -1,0 +1,213 @@
+//! `mmlog stats DIR`: what a log holds, from segment seals and a scan of the unsealed tail.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use mmlog::inspect::{Inspection, SegmentInfo, inspect};
+use serde_json::{Value, json};
+
+use crate::failure::CmdResult;
+use crate::findings::{Finding, judge};
+use crate::output::emit;
+use crate::render::{bytes, count};
+use crate::timefmt::format_ns;
+
+/// What kind of file a segment is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SegmentState {
+    /// Complete and sealed: summarised from its seal.
+    Sealed,
+    /// Has a valid header but no seal: the segment being written, or a torn tail.
+    Unsealed,
+    /// All-zero header: pre-allocated for a future rollover.
+    Spare,
+    /// Unreadable header.
+    Damaged,
+}
+
+fn state(seg: &SegmentInfo, ins: &Inspection) -> SegmentState {
+    match (seg.header, seg.seal) {
+        (Some(_), Some(_)) => SegmentState::Sealed,
+        (Some(_), None) => SegmentState::Unsealed,
+        // `inspect` reports a problem for an unreadable header and none for a blank one.
+        (None, _) if ins.problems.iter().any(|p| p.path == seg.path) => SegmentState::Damaged,
+        (None, _) => SegmentState::Spare,
+    }
+}
+
+/// Totals over the segments.
+#[derive(Debug, Default)]
+struct Totals {
+    sealed: usize,
+    unsealed: usize,
+    spare: usize,
+    damaged: usize,
+    bytes_used: u64,
+    bytes_allocated: u64,
+    padding: u64,
+    first_ts: Option<u64>,
+    last_ts: Option<u64>,
+}
+
+impl Totals {
+    fn of(ins: &Inspection) -> Totals {
+        let mut t = Totals::default();
+        for seg in &ins.segments {
+            match state(seg, ins) {
+                SegmentState::Sealed => t.sealed += 1,
+                SegmentState::Unsealed => t.unsealed += 1,
+                SegmentState::Spare => t.spare += 1,
+                SegmentState::Damaged => t.damaged += 1,
+            }
+            t.bytes_used += seg.bytes_used;
+            t.bytes_allocated += seg.capacity;
+            t.padding += seg.padding;
+            // 0 is what a segment without frames reports.
+            if seg.first_ts > 0 {
+                t.first_ts = Some(t.first_ts.map_or(seg.first_ts, |f| f.min(seg.first_ts)));
+            }
+            if seg.max_ts > 0 {
+                t.last_ts = Some(t.last_ts.map_or(seg.max_ts, |l| l.max(seg.max_ts)));
+            }
+        }
+        t
+    }
+}
+
+/// Runs `mmlog stats`.
+pub fn run(dir: &Path, as_json: bool) -> CmdResult {
+    let ins = inspect(dir, false)?;
+    let totals = Totals::of(&ins);
+    let findings = judge(&ins);
+    if as_json {
+        let text = serde_json::to_string_pretty(&to_json(dir, &ins, &totals, &findings))
+            .map_err(|e| crate::failure::Failure::usage(format!("encoding JSON: {e}")))?;
+        emit(&text)?;
+    } else {
+        emit(&to_text(dir, &ins, &totals, &findings))?;
+    }
+    let corrupt = findings.iter().filter(|f| !f.torn_tail).count();
+    if corrupt > 0 {
+        eprintln!(
+            "warning: {corrupt} problem(s) found; run `mmlog verify {}` for a full check",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn to_text(dir: &Path, ins: &Inspection, t: &Totals, findings: &[Finding<'_>]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "log          {}", dir.display());
+    let _ = write!(
+        s,
+        "segments     {}: {} sealed, {} unsealed, {} spare",
+        ins.segments.len(),
+        t.sealed,
+        t.unsealed,
+        t.spare
+    );
+    if t.damaged > 0 {
+        let _ = write!(s, ", {} with a damaged header", t.damaged);
+    }
+    s.push('\n');
+    if ins.next_seq > ins.first_seq {
+        let _ = write!(
+            s,
+            "records      {} (sequence numbers {} to {})",
+            count(ins.records),
+            count(ins.first_seq),
+            count(ins.next_seq - 1)
+        );
+        if t.padding > 0 {
+            let _ = write!(s, ", {} of them padding", count(t.padding));
+        }
+        s.push('\n');
+    } else {
+        let _ = writeln!(s, "records      0");
+    }
+    let _ = writeln!(s, "next seq     {}", count(ins.next_seq));
+    let pct = if t.bytes_allocated > 0 {
+        100.0 * t.bytes_used as f64 / t.bytes_allocated as f64
+    } else {
+        0.0
+    };
+    let _ = writeln!(
+        s,
+        "bytes used   {} of {} allocated ({pct:.1}%)",
+        bytes(t.bytes_used),
+        bytes(t.bytes_allocated)
+    );
+    match (t.first_ts, t.last_ts) {
+        (Some(f), Some(l)) => {
+            let _ = writeln!(s, "time range   {} to {}", format_ns(f), format_ns(l));
+        }
+        _ => {
+            let _ = writeln!(s, "time range   none (no records)");
+        }
+    }
+    let lock = match ins.lock_owner {
+        Some((pid, true)) => format!("held by pid {pid}: the log is open"),
+        Some((pid, false)) => format!("not held (last opened by pid {pid})"),
+        None => "no lock file".to_string(),
+    };
+    let _ = writeln!(s, "lock         {lock}");
+    if findings.is_empty() {
+        let _ = writeln!(
+            s,
+            "problems     none (stats trusts seals; `mmlog verify` checks every CRC)"
+        );
+    } else {
+        let _ = writeln!(s, "problems     {}", findings.len());
+        for f in findings {
+            let tag = if f.torn_tail { "torn tail" } else { "CORRUPT" };
+            let _ = writeln!(s, "  {tag}: {}", f.location());
+        }
+    }
+    s
+}
+
+fn to_json(dir: &Path, ins: &Inspection, t: &Totals, findings: &[Finding<'_>]) -> Value {
+    let segments: Vec<Value> = ins
+        .segments
+        .iter()
+        .map(|seg| {
+            json!({
+                "id": seg.id,
+                "path": seg.path.display().to_string(),
+                "state": format!("{:?}", state(seg, ins)).to_lowercase(),
+                "capacity": seg.capacity,
+                "base_seq": seg.header.map(|h| h.base_seq),
+                "records": seg.frames,
+                "bytes_used": seg.bytes_used,
+                "first_ts_ns": seg.first_ts,
+                "max_ts_ns": seg.max_ts,
+            })
+        })
+        .collect();
+    json!({
+        "dir": dir.display().to_string(),
+        "segments": {
+            "total": ins.segments.len(),
+            "sealed": t.sealed,
+            "unsealed": t.unsealed,
+            "spare": t.spare,
+            "damaged": t.damaged,
+        },
+        "records": ins.records,
+        "padding_records": t.padding,
+        "first_seq": ins.first_seq,
+        "next_seq": ins.next_seq,
+        "bytes_used": t.bytes_used,
+        "bytes_allocated": t.bytes_allocated,
+        "time_range": {
+            "first": t.first_ts.map(format_ns),
+            "last": t.last_ts.map(format_ns),
+            "first_ns": t.first_ts,
+            "last_ns": t.last_ts,
+        },
+        "lock": ins.lock_owner.map(|(pid, held)| json!({ "pid": pid, "held": held })),
+        "problems": findings.iter().map(Finding::to_json).collect::<Vec<_>>(),
+        "segment_list": segments,
+    })
+}
