@@ -362,7 +362,7 @@ fn start_segment(dir: &Path, prev: Option<&Arc<Segment>>, capacity: u64) -> Resu
         base_seq,
         created_ns: sfs::now_ns(),
     };
-    Ok(Arc::new(Segment::activate(path, map, header)?))
+    Ok(Arc::new(Segment::activate(path, Arc::new(map), header)?))
 }
 
 const _: () = assert!(FRAME_HEADER_LEN + SEGMENT_HEADER_LEN < 4096);

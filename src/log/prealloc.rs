@@ -2,7 +2,7 @@
 //! a pointer and never makes writers wait on file creation.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 use crate::storage::fs as sfs;
@@ -13,7 +13,7 @@ pub(crate) struct Prepared {
     pub(crate) id: u64,
     pub(crate) path: PathBuf,
     pub(crate) capacity: u64,
-    pub(crate) map: Mapping,
+    pub(crate) map: Arc<Mapping>,
 }
 
 struct SpareState {
@@ -39,8 +39,7 @@ fn prepare(segments_dir: &Path, id: u64, capacity: u64) -> Result<Prepared> {
     let path = sfs::segment_path(segments_dir, id);
     let map =
         Mapping::map(&file, capacity, true, false).map_err(|e| Error::io("mmap", &path, e))?;
-    // Faulting the pages in writable here keeps first-touch faults off the writers' path.
-    map.populate_write(0, capacity);
+    let map = Arc::new(map);
     Ok(Prepared {
         id,
         path,
@@ -79,6 +78,9 @@ impl SpareSlot {
                 let (id, capacity) = (st.next_id, st.capacity);
                 drop(st);
                 let result = prepare(segments_dir, id, capacity);
+                // Fault the pages in writable after handing the segment over (below), so a
+                // writer that catches up never waits for it: it then faults a page itself.
+                let to_populate = result.as_ref().ok().map(|p| Arc::clone(&p.map));
                 st = self.lock();
                 match result {
                     Ok(p) if st.shutdown => {
@@ -89,9 +91,24 @@ impl SpareSlot {
                 }
                 st.attempts += 1;
                 self.cv.notify_all();
+                if let Some(map) = to_populate {
+                    drop(st);
+                    self.populate(&map, capacity);
+                    st = self.lock();
+                }
                 continue;
             }
             st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Faults in a handed-over segment chunk by chunk, stopping early at shutdown.
+    fn populate(&self, map: &Mapping, capacity: u64) {
+        const CHUNK: u64 = 4 << 20;
+        let mut at = 0;
+        while at < capacity && !self.lock().shutdown {
+            map.populate_write(at, CHUNK.min(capacity - at));
+            at += CHUNK;
         }
     }
 

@@ -71,7 +71,11 @@ pub(crate) struct Segment {
 impl Segment {
     /// A segment becoming active now: writes its header through `map` (nobody else can see the
     /// segment yet, so the write is exclusive).
-    pub(crate) fn activate(path: PathBuf, map: Mapping, header: SegmentHeader) -> Result<Segment> {
+    pub(crate) fn activate(
+        path: PathBuf,
+        map: Arc<Mapping>,
+        header: SegmentHeader,
+    ) -> Result<Segment> {
         let bytes = header.encode();
         // SAFETY: the segment is not yet published to any other thread, and its header range
         // is written only here, so this thread owns those bytes exclusively.
@@ -84,7 +88,7 @@ impl Segment {
             path,
             capacity: header.capacity,
             base_seq: header.base_seq,
-            map: OnceLock::from(Arc::new(map)),
+            map: OnceLock::from(map),
             tail: CachePadded::new(Tail::new(0, start)),
             completion: OnceLock::new(),
             sealed: AtomicBool::new(false),
