@@ -206,7 +206,7 @@ fn inspect_segment(
         }
     };
     info.header = Some(header);
-    info.seal = Seal::decode(&head);
+    info.seal = Seal::decode(&head).filter(|s| s.fits(capacity));
     if header.capacity != capacity {
         problem(
             capacity,

@@ -77,6 +77,13 @@ pub fn decode(bytes: &[u8]) -> Result<(CheckpointHeader, &[u8]), CorruptionKind>
             actual,
         });
     }
+    let header_len = le_u32(h, HEADER_LEN_OFFSET);
+    if header_len as usize != CHECKPOINT_HEADER_LEN {
+        return Err(CorruptionKind::BadHeaderField {
+            field: "header_len",
+            value: header_len.into(),
+        });
+    }
     let header = CheckpointHeader {
         next_seq: le_u64(h, NEXT_SEQ_OFFSET),
         timestamp_ns: le_u64(h, TIMESTAMP_OFFSET),

@@ -62,7 +62,9 @@
 //! 0..64) is written when the segment becomes active and reaches the disk with the segment's
 //! first flush. The seal (bytes 64..128) is written once, only after every frame of the segment
 //! is durable: a segment with a valid seal is trusted by recovery without a scan, one without
-//! (or with a torn seal, whose CRC fails) is scanned.
+//! (or with a torn seal, whose CRC fails) is scanned. Reserved bytes must be zero; a seal whose
+//! fields are impossible for the file (end offset outside `128..=capacity` or not a multiple
+//! of 8, more records than fit) is treated as no seal.
 //!
 //! ## Record frame
 //!
@@ -81,7 +83,7 @@
 //! | 8  | 8 | `seq`      | sequence number |
 //! | 16 | 8 | `timestamp_ns` | nanoseconds since the Unix epoch when the record was appended |
 //! | 24 | len | payload  | the bytes appended |
-//! | 24+len | 0..7 | padding | zero, up to the next multiple of 8 |
+//! | 24+len | 0..7 | padding | written as zero, up to the next multiple of 8; not covered by the CRC and ignored by readers |
 //!
 //! The first 8 bytes (`len_kind` and `crc`) form the **commit word**. A writer fills bytes
 //! `8..` first, then stores the commit word in one aligned 8-byte store with release ordering;

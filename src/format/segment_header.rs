@@ -2,6 +2,7 @@
 //! segment is complete and durable, its seal (pure encode and decode).
 
 use super::crc::checksum;
+use super::frame::FRAME_HEADER_LEN;
 use super::{FORMAT_VERSION, SEGMENT_MAGIC, le_u32, le_u64};
 use crate::error::CorruptionKind;
 
@@ -21,6 +22,8 @@ pub const CAPACITY_OFFSET: usize = SEGMENT_ID_OFFSET + 8;
 pub const BASE_SEQ_OFFSET: usize = CAPACITY_OFFSET + 8;
 /// Offset of the creation time (`u64`, nanoseconds since the Unix epoch).
 pub const CREATED_OFFSET: usize = BASE_SEQ_OFFSET + 8;
+/// Offset of the reserved bytes `48..60` (zero).
+pub const RESERVED_OFFSET: usize = CREATED_OFFSET + 8;
 /// Offset of the identity CRC (`u32`) over bytes `0..60`.
 pub const HEADER_CRC_OFFSET: usize = 60;
 /// Offset of the seal: written once, after every frame of the segment is durable.
@@ -33,6 +36,8 @@ pub const SEAL_END_OFFSET: usize = SEAL_COUNT_OFFSET + 8;
 pub const SEAL_FIRST_TS_OFFSET: usize = SEAL_END_OFFSET + 8;
 /// Offset of the largest timestamp in the segment (`u64`).
 pub const SEAL_MAX_TS_OFFSET: usize = SEAL_FIRST_TS_OFFSET + 8;
+/// Offset of the seal's reserved bytes `96..124` (zero).
+pub const SEAL_RESERVED_OFFSET: usize = SEAL_MAX_TS_OFFSET + 8;
 /// Offset of the seal CRC (`u32`) over bytes `64..124`.
 pub const SEAL_CRC_OFFSET: usize = 124;
 /// Length of the seal, CRC included.
@@ -123,6 +128,16 @@ impl SegmentHeader {
                 actual,
             });
         }
+        if let Some(i) = b[RESERVED_OFFSET..HEADER_CRC_OFFSET]
+            .iter()
+            .position(|&x| x != 0)
+        {
+            let value = b[RESERVED_OFFSET + i].into();
+            return Err(CorruptionKind::BadHeaderField {
+                field: "reserved",
+                value,
+            });
+        }
         let header_len = le_u32(b, HEADER_LEN_OFFSET);
         if header_len as usize != SEGMENT_HEADER_LEN {
             return Err(CorruptionKind::BadHeaderField {
@@ -154,11 +169,18 @@ impl Seal {
     }
 
     /// Decodes the seal from a whole header (bytes `0..128`). `None` when the segment is not
-    /// sealed, or when the seal was torn (its CRC fails): either way the segment gets scanned.
+    /// sealed, or when the seal was torn (its CRC fails, or its reserved bytes are not zero):
+    /// either way the segment gets scanned. Check [`Seal::fits`] before trusting the fields.
     pub fn decode(header: &[u8]) -> Option<Seal> {
         let b = header.get(SEAL_OFFSET..SEGMENT_HEADER_LEN)?;
         let crc_at = SEAL_CRC_OFFSET - SEAL_OFFSET;
         if le_u32(b, crc_at) != checksum(&b[..crc_at]) || b.iter().all(|&x| x == 0) {
+            return None;
+        }
+        if b[SEAL_RESERVED_OFFSET - SEAL_OFFSET..crc_at]
+            .iter()
+            .any(|&x| x != 0)
+        {
             return None;
         }
         Some(Seal {
@@ -167,6 +189,18 @@ impl Seal {
             first_ts: le_u64(b, 16),
             max_ts: le_u64(b, 24),
         })
+    }
+}
+
+impl Seal {
+    /// True when the fields are possible for a segment of `capacity` bytes: the frames end
+    /// at an 8-aligned offset between the header and the capacity, and there are no more of
+    /// them than fit. A seal that passes its CRC but fails this is treated as no seal.
+    pub fn fits(&self, capacity: u64) -> bool {
+        let start = SEGMENT_HEADER_LEN as u64;
+        (start..=capacity).contains(&self.end_offset)
+            && self.end_offset.is_multiple_of(8)
+            && self.record_count <= (self.end_offset - start) / FRAME_HEADER_LEN as u64
     }
 }
 
@@ -205,6 +239,45 @@ mod tests {
         assert_eq!(Seal::decode(&full), None);
         full[64..].copy_from_slice(&seal.encode());
         assert_eq!(Seal::decode(&full), Some(seal));
+    }
+
+    #[test]
+    fn implausible_seals_do_not_fit() {
+        let ok = Seal {
+            record_count: 3,
+            end_offset: 128 + 72,
+            first_ts: 1,
+            max_ts: 2,
+        };
+        assert!(ok.fits(4096));
+        for bad in [
+            Seal {
+                end_offset: 0,
+                ..ok
+            },
+            Seal {
+                end_offset: 4104,
+                ..ok
+            },
+            Seal {
+                end_offset: 1 << 40,
+                ..ok
+            },
+            Seal {
+                end_offset: 201,
+                ..ok
+            },
+            Seal {
+                record_count: 4,
+                ..ok
+            },
+            Seal {
+                record_count: u64::MAX,
+                ..ok
+            },
+        ] {
+            assert!(!bad.fits(4096), "{bad:?}");
+        }
     }
 
     #[test]

@@ -13,7 +13,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
 
 use super::segment::Segment;
 use super::shared::{Shared, lock};
@@ -22,6 +21,8 @@ use crate::format::segment_header::{SEAL_OFFSET, SEGMENT_HEADER_LEN, Seal};
 use crate::options::Durability;
 
 const PAGE: u64 = 4096;
+/// How many times group commit yields to writers still copying before it syncs anyway.
+const GATHER_ROUNDS_MAX: u32 = 8;
 
 struct FlushState {
     /// Make every sequence number below this durable.
@@ -169,15 +170,14 @@ fn wait_for_work(shared: &Shared) -> (u64, bool) {
 /// Group commit: writers that have reserved but not yet published are a few instructions
 /// from publishing; waiting for them (briefly) lets one `msync` cover them too.
 fn gather(shared: &Shared) {
-    for _ in 0..8 {
-        let committed = shared.committed_next.load(Ordering::Acquire);
-        if shared.reserved_next() <= committed {
+    for _ in 0..GATHER_ROUNDS_MAX {
+        let Ok(commit) = shared.advance_committed() else {
+            return;
+        };
+        if shared.reserved_next() <= commit.next_seq {
             return;
         }
-        std::thread::sleep(Duration::from_micros(5));
-        if shared.advance_committed().is_err() {
-            return;
-        }
+        std::thread::yield_now();
     }
 }
 

@@ -3,10 +3,10 @@
 //! sealing by the first reservation that does not fit (`Shared::reserve`), the reader's scan,
 //! and the waiter flag with the reader's sleep / writer's wake-up handshake.
 //!
-//! Run with:
+//! Run with `.ci/loom.sh`, or:
 //!
 //! ```text
-//! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=/work/target-loom \
+//! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
 //!     cargo test --release --lib loom_model
 //! ```
 //!
@@ -21,8 +21,12 @@
 //!
 //! Every body access goes through `UnsafeCell::with` / `with_mut`, so loom reports a
 //! causality violation when a reader can see a commit word without the body written before
-//! it: the negative twins (`*_relaxed_publish_is_caught`, `*_notify_before_clear_is_caught`)
-//! break the protocol on purpose and must fail, which shows the models are not vacuous.
+//! it; loom's `wait_timeout` never times out, so a lost wake-up is a deadlock loom reports.
+//! Two negative twins break the protocol on purpose and must fail (`#[should_panic]` on loom's
+//! message): `loom_model_relaxed_publish_is_caught` (commit word stored `Relaxed`) and
+//! `loom_model_notify_before_clear_is_caught` (waiter flag cleared after the notification).
+//! Each positive model also checks that its executions reached the interleavings it is about
+//! (which writer sealed, what the reader saw), so a model cannot pass by never getting there.
 
 use std::collections::BTreeSet;
 use std::mem::ManuallyDrop;
@@ -123,7 +127,7 @@ impl Region {
 
     /// The commit word at `offset`, as `Mapping::word`: `None` unless 8 aligned bytes fit.
     fn word(&self, offset: u64) -> Option<&AtomicU64> {
-        if offset % WORD != 0 || offset < START || offset + WORD > self.capacity {
+        if !offset.is_multiple_of(WORD) || offset < START || offset + WORD > self.capacity {
             return None;
         }
         self.words.get(self.slot(offset))

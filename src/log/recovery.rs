@@ -248,7 +248,10 @@ fn read_found(id: u64, path: PathBuf) -> Result<Found> {
         )
     } else {
         sfs::read_at(&file, &path, 0, &mut buf)?;
-        (SegmentHeader::decode(&buf), Seal::decode(&buf))
+        (
+            SegmentHeader::decode(&buf),
+            Seal::decode(&buf).filter(|s| s.fits(len)),
+        )
     };
     if let Err(CorruptionKind::UnsupportedVersion { found }) = header {
         return Err(Error::corrupt(

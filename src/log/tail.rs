@@ -63,12 +63,14 @@ const fn unpack(word: u64) -> TailState {
 pub(crate) struct Tail(AtomicU64);
 
 impl Tail {
+    /// A tail at `count` frames and `offset` bytes. Both come from checked values (recovery
+    /// checks seals with `Seal::fits` and scans the rest), so they are far inside the fields.
     pub(crate) fn new(count: u64, offset: u64) -> Tail {
-        assert!(
+        debug_assert!(
             offset <= OFFSET_MASK / 2,
             "segment offset {offset} out of range"
         );
-        assert!(
+        debug_assert!(
             count < 1 << (64 - COUNT_SHIFT),
             "segment count {count} out of range"
         );
