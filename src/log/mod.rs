@@ -203,13 +203,7 @@ impl Log {
         let frame_len = self.frame_len(len)?;
         debug_assert_eq!(frame_len, reservation::reserved_frame_len(len as u32));
         let (seg, offset, seq) = self.shared.reserve(1, frame_len)?;
-        Ok(Reservation::new(
-            &self.shared,
-            arc_swap::Guard::into_inner(seg),
-            offset,
-            seq,
-            len as u32,
-        ))
+        Ok(Reservation::new(&self.shared, seg, offset, seq, len as u32))
     }
 
     #[inline]

@@ -193,9 +193,9 @@ pub(crate) fn recover(segments_dir: &Path, index_interval: u64) -> Result<Recove
         }
     }
     let tail_complete = segments.last().is_some_and(|s| s.completion().is_some());
-    if !report.removed_files.is_empty() || !report.removed_spares.is_empty() {
-        sfs::sync_dir(segments_dir)?;
-    }
+    // Removals, and the names of kept segments that the previous owner may never have
+    // synced, become durable before anything new is acknowledged.
+    sfs::sync_dir(segments_dir)?;
     report.segments = segments.len();
     report.next_seq = segments
         .last()
@@ -450,9 +450,11 @@ fn scan_segment(
         });
         zero_range(&f.file, &f.path, keep_end as u64, extent as u64)?;
     }
+    // `fsync`, not `fdatasync`: the previous owner may have died before syncing the
+    // segment's allocation, which new acknowledgements in it will rely on.
     f.file
-        .sync_data()
-        .map_err(|e| Error::io("fdatasync", &f.path, e))?;
+        .sync_all()
+        .map_err(|e| Error::io("fsync", &f.path, e))?;
 
     let mut sealed = false;
     if let Some(c) = complete.filter(|_| meets_next && next_base.is_some()) {

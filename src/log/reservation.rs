@@ -26,7 +26,7 @@ use crate::options::Durability;
 /// ```
 pub struct Reservation<'a> {
     shared: &'a Arc<Shared>,
-    seg: Arc<Segment>,
+    seg: &'a Segment,
     offset: u64,
     seq: u64,
     payload_len: u32,
@@ -36,7 +36,7 @@ pub struct Reservation<'a> {
 impl<'a> Reservation<'a> {
     pub(crate) fn new(
         shared: &'a Arc<Shared>,
-        seg: Arc<Segment>,
+        seg: &'a Segment,
         offset: u64,
         seq: u64,
         payload_len: u32,

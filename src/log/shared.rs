@@ -2,10 +2,8 @@
 //! path: reserve, copy, publish, roll over.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
-
-use arc_swap::{ArcSwap, Guard};
 
 use super::flusher::FlushShared;
 use super::prealloc::SpareSlot;
@@ -31,9 +29,15 @@ pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
     pub(crate) segments_dir: PathBuf,
     pub(crate) options: Options,
-    /// The segment writers reserve in.
-    pub(crate) active: ArcSwap<Segment>,
-    /// Every live segment, in id order (ids are consecutive).
+    /// The segment writers reserve in: always a segment owned by `segments`.
+    active: AtomicPtr<Segment>,
+    /// Every segment of this `Log`, in id order (ids are consecutive).
+    ///
+    /// Invariant: a `Segment` that has been active is never dropped while `Shared` lives, so
+    /// `active` can be a plain pointer that writers load without touching a reference count
+    /// (a shared count would bounce between the writers' cores on every append). Whatever
+    /// later removes old segments from this list must keep their `Segment` values alive (it
+    /// may release their mappings: a writer never touches the mapping of a complete segment).
     segments: RwLock<Vec<Arc<Segment>>>,
     /// Serializes rollovers (never taken on the append path itself).
     rollover: Mutex<()>,
@@ -73,7 +77,7 @@ impl Shared {
             dir,
             segments_dir,
             options,
-            active: ArcSwap::new(active),
+            active: AtomicPtr::new(Arc::as_ptr(&active).cast_mut()),
             segments: RwLock::new(segments),
             rollover: Mutex::new(()),
             state: AtomicU8::new(STATE_OPEN),
@@ -156,26 +160,28 @@ impl Shared {
         Some(seg.clone())
     }
 
+    /// The active segment.
+    #[inline]
+    pub(crate) fn active(&self) -> &Segment {
+        // SAFETY: `active` always points at a segment owned by `self.segments`, and segments
+        // are never dropped while `self` lives (see the invariant on `segments`), so the
+        // pointee outlives the returned reference.
+        unsafe { &*self.active.load(Ordering::Acquire) }
+    }
+
     /// Reserves `frames` frames of `bytes` bytes in the active segment, rolling over as needed.
     /// Returns the segment, the first reserved offset and the first sequence number.
     #[inline]
-    pub(crate) fn reserve(
-        &self,
-        frames: u64,
-        bytes: u64,
-    ) -> Result<(Guard<Arc<Segment>>, u64, u64)> {
+    pub(crate) fn reserve(&self, frames: u64, bytes: u64) -> Result<(&Segment, u64, u64)> {
         loop {
-            let seg = self.active.load();
+            let seg = self.active();
             if seg.completion().is_none() {
                 let r = seg.tail.reserve(frames, bytes);
                 if r.offset + bytes <= seg.capacity {
                     if r.waiter {
-                        self.wake_readers(&seg);
+                        self.wake_readers(seg);
                     }
-                    // The guard, not a clone of the `Arc`: cloning would bounce the segment's
-                    // reference count between the writers' cores on every append.
-                    let seq = seg.base_seq + r.count;
-                    return Ok((seg, r.offset, seq));
+                    return Ok((seg, r.offset, seg.base_seq + r.count));
                 }
                 if r.offset <= seg.capacity {
                     // The first reservation that does not fit seals the segment: its start is
@@ -185,10 +191,10 @@ impl Shared {
                         record_count: r.count,
                         end_offset: r.offset,
                     });
-                    self.wake_readers(&seg);
+                    self.wake_readers(seg);
                 }
             }
-            self.roll_over(&seg)?;
+            self.roll_over(seg)?;
         }
     }
 
@@ -197,16 +203,18 @@ impl Shared {
     fn roll_over(&self, full: &Segment) -> Result<()> {
         let completion = wait_for_completion(full);
         let _guard = lock(&self.rollover);
-        if self.active.load().id != full.id {
+        if self.active().id != full.id {
             return Ok(());
         }
         self.check_writable()?;
         let next = self.activate_next(full.id + 1, full.base_seq + completion.record_count)?;
+        let next_ptr = Arc::as_ptr(&next).cast_mut();
+        // The list owns the segment before `active` points at it (see `active`).
         self.segments
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .push(Arc::clone(&next));
-        self.active.store(next);
+            .push(next);
+        self.active.store(next_ptr, Ordering::Release);
         self.wake_readers(full);
         self.flush.request_seal();
         Ok(())
@@ -231,7 +239,7 @@ impl Shared {
     /// Pre-faults the rest of the active segment (it was created or recovered at open,
     /// without the background preparation later segments get).
     pub(crate) fn populate_active(&self) {
-        let seg = self.active.load_full();
+        let seg = self.active();
         if let Ok(map) = seg.mapping() {
             let from = seg.tail.load().offset;
             map.populate_write(from, seg.capacity.saturating_sub(from));
@@ -277,7 +285,7 @@ impl Shared {
 
     /// The sequence number after the last one reserved so far (published or not).
     pub(crate) fn reserved_next(&self) -> u64 {
-        let seg = self.active.load();
+        let seg = self.active();
         let count = match seg.completion() {
             Some(c) => c.record_count,
             None => seg.tail.load().count,
