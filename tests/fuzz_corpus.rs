@@ -142,7 +142,7 @@ fn frame_inputs() -> Vec<Vec<u8>> {
     inputs.push(end.clone());
     end[7] ^= 1;
     inputs.push(end);
-    // A record whose padding bytes are not zero (accepted: see `ACCEPTS_NONCANONICAL`).
+    // A record whose padding bytes are not zero (accepted: readers ignore padding).
     let mut r = record(3, 4, b"hi!");
     r[30] = 0xAA;
     inputs.push(r);
@@ -338,7 +338,8 @@ fn fix_frames_makes_valid_frames() {
         };
         let len = rng.below(40) as u32;
         let mut f = rng.bytes(frame::frame_len(u64::from(len)) as usize);
-        f[..4].copy_from_slice(&frame::len_kind(kind, len).to_le_bytes());
+        f[frame::LEN_KIND_OFFSET..frame::LEN_KIND_OFFSET + 4]
+            .copy_from_slice(&frame::len_kind(kind, len).to_le_bytes());
         file.extend(f);
     }
     file.extend([0u8; 16]);

@@ -16,20 +16,6 @@ use mmlog::format::segment_header::{
 };
 use mmlog::{Durability, Log, Options};
 
-/// The decoders accept some bytes that the format says are zero or fixed but that they do not
-/// check: a frame's padding (not covered by its CRC), the reserved bytes of a segment header
-/// and of a seal, and a checkpoint's `header_len` (covered by a CRC, not compared). Such input
-/// decodes, and re-encoding it gives the canonical bytes, not the input. While this is `true`
-/// the re-encoding checks compare every byte except those; set it to `false` once the decoders
-/// reject non-canonical input, and the checks become byte-for-byte.
-pub const ACCEPTS_NONCANONICAL: bool = false;
-
-/// Recovery and inspection trust a seal with a valid CRC without checking its fields against
-/// the file, and panic on some (an `end_offset` before the first frame or past 2^35, a
-/// `record_count` of 2^27 or more). While this is `true`, [`segment_scan`] writes only seals
-/// whose fields are plausible for the file; set it to `false` once such seals are rejected.
-pub const TRUSTS_IMPLAUSIBLE_SEALS: bool = false;
-
 /// Largest segment body [`segment_scan`] writes: keeps every input quick.
 const MAX_SEGMENT_BODY: usize = 1 << 14;
 
@@ -53,7 +39,10 @@ fn check_frame_at(data: &[u8], offset: usize) {
         Ok(Decoded::EndOfSegment) => assert_eq!(word, Some(frame::END_OF_SEGMENT_WORD)),
         Ok(Decoded::Frame(f)) => {
             // The payload length in the commit word (a padding frame returns no payload).
-            let len = (word.unwrap_or(0) as u32 & ((1 << frame::LEN_BITS) - 1)) as usize;
+            let len = match frame::decode_word(word.unwrap_or(0)) {
+                Ok(frame::Word::Frame { payload_len, .. }) => payload_len as usize,
+                other => panic!("decode_at returned a frame for the word {other:?}"),
+            };
             let covered = frame::FRAME_HEADER_LEN + len;
             let bytes = &data[offset..offset + covered];
             assert_eq!(f.frame_len, frame::frame_len(len as u64));
@@ -70,11 +59,8 @@ fn check_frame_at(data: &[u8], offset: usize) {
                         bytes,
                         "record at {offset} re-encodes differently"
                     );
-                    // The padding up to the next multiple of 8 (as much of it as the input has).
-                    let end = (offset + f.frame_len as usize).min(data.len());
-                    // The padding is not covered by the CRC and readers ignore it (see the
-                    // format spec), so only the bytes before it must re-encode identically.
-                    let _ = end;
+                    // The padding after the payload is not covered by the CRC and readers
+                    // ignore it (see the format spec): it need not re-encode identically.
                 }
                 FrameKind::Padding => assert!(f.payload.is_empty()),
                 FrameKind::EndOfSegment => panic!("decode_at returned an end marker as a frame"),
@@ -90,18 +76,9 @@ fn check_frame_at(data: &[u8], offset: usize) {
 pub fn segment_header_decode(data: &[u8]) {
     match SegmentHeader::decode(data) {
         Ok(HeaderState::Valid(h)) => {
-            let mut input = data[..SEAL_OFFSET].to_vec();
+            let input = data[..SEAL_OFFSET].to_vec();
             let canonical = h.encode();
-            if ACCEPTS_NONCANONICAL {
-                // Reserved bytes 48..60 (covered by the header CRC, never compared to zero).
-                input[48..60].fill(0);
-                let mut c = canonical;
-                c[60..64].fill(0);
-                input[60..64].fill(0);
-                assert_eq!(&c[..], &input[..], "header re-encodes differently");
-            } else {
-                assert_eq!(&canonical[..], &input[..], "header re-encodes differently");
-            }
+            assert_eq!(&canonical[..], &input[..], "header re-encodes differently");
         }
         Ok(HeaderState::Blank) => assert!(data[..SEAL_OFFSET].iter().all(|&b| b == 0)),
         Err(_) => {}
@@ -109,16 +86,7 @@ pub fn segment_header_decode(data: &[u8]) {
     if let Some(seal) = Seal::decode(data) {
         let input = &data[SEAL_OFFSET..SEGMENT_HEADER_LEN];
         let canonical = seal.encode();
-        if ACCEPTS_NONCANONICAL {
-            // Reserved bytes 96..124 of the header (32..60 of the seal): CRC-covered only.
-            assert_eq!(
-                &canonical[..32],
-                &input[..32],
-                "seal re-encodes differently"
-            );
-        } else {
-            assert_eq!(&canonical[..], input, "seal re-encodes differently");
-        }
+        assert_eq!(&canonical[..], input, "seal re-encodes differently");
     }
 }
 
@@ -134,16 +102,11 @@ pub fn checkpoint_decode(data: &[u8]) {
         encoded.len() <= data.len(),
         "checkpoint longer than its input"
     );
-    let mut input = data[..encoded.len()].to_vec();
-    let mut encoded = encoded;
-    if ACCEPTS_NONCANONICAL {
-        // `header_len` (bytes 12..16) is covered by the header CRC but never compared to 48.
-        for b in [&mut input, &mut encoded] {
-            b[checkpoint::HEADER_LEN_OFFSET..checkpoint::HEADER_LEN_OFFSET + 4].fill(0);
-            b[checkpoint::HEADER_CRC_OFFSET..checkpoint::HEADER_CRC_OFFSET + 4].fill(0);
-        }
-    }
-    assert_eq!(encoded, input, "checkpoint re-encodes differently");
+    assert_eq!(
+        encoded,
+        &data[..encoded.len()],
+        "checkpoint re-encodes differently"
+    );
 }
 
 /// `segment_scan`: the input becomes the frames of segment 0 of a log directory (behind a valid
@@ -316,7 +279,7 @@ pub fn fix_frames(file: &mut [u8], count: usize) {
         let Some(w) = file.get(offset..offset + 8) else {
             return;
         };
-        let len_kind = le_u64(w, 0) as u32;
+        let len_kind = (le_u64(w, 0) >> (8 * frame::LEN_KIND_OFFSET)) as u32;
         let payload_len = u64::from(len_kind & ((1 << frame::LEN_BITS) - 1));
         let end = offset as u64 + frame::frame_len(payload_len);
         let kind = len_kind >> frame::LEN_BITS;
@@ -339,7 +302,9 @@ pub fn fix_frames(file: &mut [u8], count: usize) {
     }
 }
 
-/// The seal the fuzzer asked for, made plausible while [`TRUSTS_IMPLAUSIBLE_SEALS`] holds.
+/// The seal the fuzzer asked for: as given when its record count is odd (impossible fields
+/// must be refused cleanly), otherwise clamped to fields that fit the file, so that the
+/// fuzzer also reaches the paths that trust a seal.
 fn plausible_seal(s: &[u8], capacity: u64) -> Seal {
     let mut seal = Seal {
         record_count: le_u64(s, 0),
@@ -347,7 +312,7 @@ fn plausible_seal(s: &[u8], capacity: u64) -> Seal {
         first_ts: le_u64(s, 16),
         max_ts: le_u64(s, 24),
     };
-    if TRUSTS_IMPLAUSIBLE_SEALS {
+    if seal.record_count.is_multiple_of(2) {
         let header = SEGMENT_HEADER_LEN as u64;
         let room = capacity - header;
         seal.end_offset = header + frame::align_up(seal.end_offset % (room + 1)).min(room);

@@ -10,12 +10,14 @@ use crate::error::CorruptionKind;
 /// Every frame starts at a multiple of this many bytes, so the commit word is always an aligned
 /// `u64` that can be loaded and stored atomically inside the mapping.
 pub const FRAME_ALIGN: u64 = 8;
-/// Offset of the `len_kind` field (`u32`): payload length in bits 0..30, kind in bits 30..32.
-pub const LEN_KIND_OFFSET: usize = 0;
 /// Offset of the `crc` field (`u32`).
-pub const CRC_OFFSET: usize = LEN_KIND_OFFSET + 4;
+pub const CRC_OFFSET: usize = 0;
+/// Offset of the `len_kind` field (`u32`): payload length in bits 0..30, kind in bits 30..32.
+/// It comes right after the CRC so that everything the CRC covers (from here to the end of
+/// the payload) is contiguous: a reader checks a frame with one CRC pass.
+pub const LEN_KIND_OFFSET: usize = CRC_OFFSET + 4;
 /// Offset of the `seq` field (`u64`).
-pub const SEQ_OFFSET: usize = CRC_OFFSET + 4;
+pub const SEQ_OFFSET: usize = LEN_KIND_OFFSET + 4;
 /// Offset of the `timestamp_ns` field (`u64`).
 pub const TIMESTAMP_OFFSET: usize = SEQ_OFFSET + 8;
 /// Offset of the payload.
@@ -34,7 +36,7 @@ const LEN_MASK: u32 = (1 << LEN_BITS) - 1;
 const _: () = {
     assert!(FRAME_HEADER_LEN == 24);
     assert!((FRAME_HEADER_LEN as u64).is_multiple_of(FRAME_ALIGN));
-    assert!(COMMIT_WORD_LEN == CRC_OFFSET + 4);
+    assert!(COMMIT_WORD_LEN == LEN_KIND_OFFSET + 4);
 };
 
 /// What a frame is. Kind 0 is reserved: zero-filled, pre-allocated space means "not written".
@@ -70,10 +72,10 @@ pub const fn len_kind(kind: FrameKind, payload_len: u32) -> u32 {
     ((kind as u32) << LEN_BITS) | (payload_len & LEN_MASK)
 }
 
-/// The commit word as a little-endian `u64`: `len_kind` in the low half, `crc` in the high half.
+/// The commit word as a little-endian `u64`: `crc` in the low half, `len_kind` in the high half.
 #[inline]
 pub const fn commit_word(len_kind: u32, crc: u32) -> u64 {
-    (len_kind as u64) | ((crc as u64) << 32)
+    (crc as u64) | ((len_kind as u64) << 32)
 }
 
 /// The commit word of an end-of-segment marker. Its CRC covers the 4 `len_kind` bytes.
@@ -128,8 +130,8 @@ pub fn decode_word(word: u64) -> Result<Word, CorruptionKind> {
     if word == 0 {
         return Ok(Word::Unwritten);
     }
-    let lk = word as u32;
-    let crc = (word >> 32) as u32;
+    let crc = word as u32;
+    let lk = (word >> 32) as u32;
     let payload_len = lk & LEN_MASK;
     match lk >> LEN_BITS {
         1 => Ok(Word::Frame {
@@ -165,30 +167,49 @@ pub struct Frame<'a> {
     pub frame_len: u64,
 }
 
-/// Checks the body of a frame whose commit word decoded to `Word::Frame`.
+/// Bytes from `len_kind` to the end of the payload: what a reader hands to [`check_body`].
+#[inline]
+pub const fn covered_len(payload_len: u32) -> u64 {
+    (PAYLOAD_OFFSET - LEN_KIND_OFFSET) as u64 + payload_len as u64
+}
+
+/// Checks a frame whose commit word decoded to `Word::Frame`.
 ///
-/// `body` holds the bytes after the commit word: at least 16 bytes of `seq` and `timestamp_ns`
-/// followed by the payload (it may be longer; the rest is ignored).
+/// `covered` holds the frame's bytes from `len_kind` (offset 4) on: `len_kind`, `seq`,
+/// `timestamp_ns` and the payload (it may be longer; the rest is ignored). They are exactly
+/// what the CRC covers, so the check is one CRC pass.
 pub fn check_body<'a>(
     kind: FrameKind,
     payload_len: u32,
     stored_crc: u32,
-    body: &'a [u8],
+    covered: &'a [u8],
 ) -> Result<Frame<'a>, CorruptionKind> {
-    let payload_end = 16 + payload_len as usize;
-    let (Some(seq_ts), Some(payload)) = (body.get(..16), body.get(16..payload_end)) else {
+    const SEQ: usize = SEQ_OFFSET - LEN_KIND_OFFSET;
+    const PAYLOAD: usize = PAYLOAD_OFFSET - LEN_KIND_OFFSET;
+    let payload_end = PAYLOAD + payload_len as usize;
+    let crc_end = if kind == FrameKind::Record {
+        payload_end
+    } else {
+        PAYLOAD
+    };
+    let (Some(head), Some(crc_bytes)) = (covered.get(..PAYLOAD), covered.get(..crc_end)) else {
         return Err(CorruptionKind::LengthOutOfBounds {
             len: u64::from(payload_len),
         });
     };
-    let mut st = [0u8; 16];
-    st.copy_from_slice(seq_ts);
-    let lk = len_kind(kind, payload_len);
-    let (actual, payload) = match kind {
-        FrameKind::Record => (record_crc(lk, &body[..payload_end]), payload),
-        FrameKind::Padding => (padding_crc(lk, &st), &payload[..0]),
-        FrameKind::EndOfSegment => return Err(CorruptionKind::BadEndMarker { found: 0 }),
+    let Some(payload) = covered.get(PAYLOAD..payload_end) else {
+        return Err(CorruptionKind::LengthOutOfBounds {
+            len: u64::from(payload_len),
+        });
     };
+    if head[..4] != len_kind(kind, payload_len).to_le_bytes() {
+        // The caller decoded `kind` and `payload_len` from these very bytes; a mismatch means
+        // it passed the wrong slice.
+        return Err(CorruptionKind::LengthOutOfBounds {
+            len: u64::from(payload_len),
+        });
+    }
+    let actual = checksum(crc_bytes);
     if actual != stored_crc {
         return Err(CorruptionKind::ChecksumMismatch {
             expected: stored_crc,
@@ -197,13 +218,17 @@ pub fn check_body<'a>(
     }
     let mut seq = [0u8; 8];
     let mut ts = [0u8; 8];
-    seq.copy_from_slice(&st[..8]);
-    ts.copy_from_slice(&st[8..]);
+    seq.copy_from_slice(&head[SEQ..SEQ + 8]);
+    ts.copy_from_slice(&head[SEQ + 8..SEQ + 16]);
     Ok(Frame {
         kind,
         seq: u64::from_le_bytes(seq),
         timestamp_ns: u64::from_le_bytes(ts),
-        payload,
+        payload: if kind == FrameKind::Record {
+            payload
+        } else {
+            &payload[..0]
+        },
         frame_len: frame_len(u64::from(payload_len)),
     })
 }
@@ -235,8 +260,8 @@ pub fn decode_at(bytes: &[u8], offset: usize) -> Result<Decoded<'_>, CorruptionK
             payload_len,
             crc,
         } => {
-            let body = bytes.get(offset + COMMIT_WORD_LEN..).unwrap_or(&[]);
-            check_body(kind, payload_len, crc, body).map(Decoded::Frame)
+            let covered = bytes.get(offset + LEN_KIND_OFFSET..).unwrap_or(&[]);
+            check_body(kind, payload_len, crc, covered).map(Decoded::Frame)
         }
     }
 }
@@ -253,8 +278,8 @@ pub fn encode_record(out: &mut [u8], seq: u64, timestamp_ns: u64, payload: &[u8]
     out[8..24].copy_from_slice(&seq_ts_bytes(seq, timestamp_ns));
     out[24..24 + payload.len()].copy_from_slice(payload);
     out[24 + payload.len()..].fill(0);
-    let crc = record_crc(lk, &out[8..24 + payload.len()]);
-    out[..8].copy_from_slice(&commit_word(lk, crc).to_le_bytes());
+    let crc = record_crc(lk, &out[SEQ_OFFSET..PAYLOAD_OFFSET + payload.len()]);
+    out[..COMMIT_WORD_LEN].copy_from_slice(&commit_word(lk, crc).to_le_bytes());
     Some(total)
 }
 
@@ -286,10 +311,8 @@ mod tests {
     fn const_crc_matches_runtime_crc() {
         assert_eq!(crc32c_const(b"123456789"), checksum(b"123456789"));
         let lk = len_kind(FrameKind::EndOfSegment, 0);
-        assert_eq!(
-            END_OF_SEGMENT_WORD >> 32,
-            u64::from(checksum(&lk.to_le_bytes()))
-        );
+        assert_eq!(END_OF_SEGMENT_WORD as u32, checksum(&lk.to_le_bytes()));
+        assert_eq!((END_OF_SEGMENT_WORD >> 32) as u32, lk);
     }
 
     #[test]

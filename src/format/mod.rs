@@ -71,31 +71,34 @@
 //! ```text
 //!  offset  0        4        8                16               24
 //!          +--------+--------+----------------+----------------+----------------------+
-//!          |len_kind|  crc   |      seq       |  timestamp_ns  | payload ... | pad to 8
+//!          |  crc   |len_kind|      seq       |  timestamp_ns  | payload ... | pad to 8
 //!          +--------+--------+----------------+----------------+----------------------+
 //!          \_____ commit word _____/
+//!                   \__________ covered by the crc: bytes 4 .. 24+len ___________/
 //! ```
 //!
 //! | offset | size | field | meaning |
 //! |-------:|-----:|-------|---------|
-//! | 0  | 4 | `len_kind` | bits 0..30: payload length; bits 30..32: kind (1 record, 2 padding, 3 end of segment; 0 is never written) |
-//! | 4  | 4 | `crc`      | record: CRC of `len_kind`, bytes 8..24 and the payload; padding: CRC of `len_kind` and bytes 8..24 |
+//! | 0  | 4 | `crc`      | record: CRC of bytes 4 .. 24+len (`len_kind`, `seq`, `timestamp_ns`, payload); padding: CRC of bytes 4..24 |
+//! | 4  | 4 | `len_kind` | bits 0..30: payload length; bits 30..32: kind (1 record, 2 padding, 3 end of segment; 0 is never written) |
 //! | 8  | 8 | `seq`      | sequence number |
 //! | 16 | 8 | `timestamp_ns` | nanoseconds since the Unix epoch when the record was appended |
 //! | 24 | len | payload  | the bytes appended |
 //! | 24+len | 0..7 | padding | written as zero, up to the next multiple of 8; not covered by the CRC and ignored by readers |
 //!
-//! The first 8 bytes (`len_kind` and `crc`) form the **commit word**. A writer fills bytes
+//! The first 8 bytes (`crc` and `len_kind`) form the **commit word**. A writer fills bytes
 //! `8..` first, then stores the commit word in one aligned 8-byte store with release ordering;
 //! a reader loads it with acquire ordering. Because the kind is never 0, a published commit
 //! word is never zero, while unwritten (pre-allocated, zero-filled) space always reads as zero:
-//! a zero commit word is the clean end of the written frames.
+//! a zero commit word is the clean end of the written frames. `len_kind` sits right before
+//! `seq`, so everything the CRC covers is contiguous and a reader checks a frame in one pass.
 //!
 //! An **end-of-segment marker** is a lone commit word, `len_kind = 0xC000_0000` and `crc` =
-//! CRC of those 4 bytes, i.e. the `u64` `0x8BEA_6D03_C000_0000` (see [`frame::END_OF_SEGMENT_WORD`]).
-//! It is written where the first frame that did not fit would have started (when at least 8
-//! bytes remain). The frames of a segment end at its end marker or at `capacity`; the log
-//! continues in segment `id + 1`, whose `base_seq` is this segment's `base_seq + record_count`.
+//! CRC of those 4 bytes, i.e. the `u64` `0xC000_0000_8BEA_6D03` (see
+//! [`frame::END_OF_SEGMENT_WORD`]). It is written where the first frame that did not fit would
+//! have started (when at least 8 bytes remain). The frames of a segment end at its end marker
+//! or at `capacity`; the log continues in segment `id + 1`, whose `base_seq` is this segment's
+//! `base_seq + record_count`.
 //!
 //! A **padding frame** (kind 2) replaces a reservation whose writer gave up before finishing it.
 //! It keeps its sequence number and length, so the frame grammar stays intact; readers skip it.
@@ -205,14 +208,14 @@ mod tests {
         assert_eq!(SEAL_MAX_TS_OFFSET, 88);
         assert_eq!(SEAL_CRC_OFFSET, 124);
 
-        assert_eq!(LEN_KIND_OFFSET, 0);
-        assert_eq!(frame::CRC_OFFSET, 4);
+        assert_eq!(frame::CRC_OFFSET, 0);
+        assert_eq!(LEN_KIND_OFFSET, 4);
         assert_eq!(SEQ_OFFSET, 8);
         assert_eq!(frame::TIMESTAMP_OFFSET, 16);
         assert_eq!(PAYLOAD_OFFSET, 24);
         assert_eq!(FRAME_ALIGN, 8);
         assert_eq!(len_kind(FrameKind::EndOfSegment, 0), 0xC000_0000);
-        assert_eq!(END_OF_SEGMENT_WORD, 0x8BEA_6D03_C000_0000);
+        assert_eq!(END_OF_SEGMENT_WORD, 0xC000_0000_8BEA_6D03);
 
         assert_eq!(checkpoint::CHECKPOINT_HEADER_LEN, 48);
         assert_eq!(checkpoint::NEXT_SEQ_OFFSET, 16);
@@ -291,8 +294,8 @@ mod tests {
         assert_eq!(
             hex(&rec),
             concat!(
-                "03000040",
                 "c1ebdc3d",
+                "03000040",
                 "0200000000000000",
                 "0300000000000000",
                 "6869210000000000"

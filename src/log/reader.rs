@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::segment::Segment;
 use super::shared::Shared;
 use crate::error::{CorruptionKind, Error, Result};
-use crate::format::frame::{self, COMMIT_WORD_LEN, FrameKind, PAYLOAD_OFFSET, Word};
+use crate::format::frame::{self, FrameKind, LEN_KIND_OFFSET, PAYLOAD_OFFSET, Word};
 use crate::format::segment_header::SEGMENT_HEADER_LEN;
 use crate::storage::mmap::Mapping;
 
@@ -218,10 +218,11 @@ impl Reader {
         payload_len: u32,
         crc: u32,
     ) -> Result<(u64, u64, u64)> {
-        let body_at = offset + COMMIT_WORD_LEN as u64;
+        let body_at = offset + LEN_KIND_OFFSET as u64;
         // SAFETY: the commit word at `offset` was loaded non-zero with acquire ordering, so
         // the frame's bytes are published and never written again (mapping contract rule 2).
-        let Some(body) = (unsafe { self.map.bytes(body_at, 16 + u64::from(payload_len)) }) else {
+        let Some(body) = (unsafe { self.map.bytes(body_at, frame::covered_len(payload_len)) })
+        else {
             let k = CorruptionKind::LengthOutOfBounds {
                 len: u64::from(payload_len),
             };

@@ -218,8 +218,8 @@ impl Segment {
         expected_seq: u64,
     ) -> Result<frame::Frame<'_>> {
         let map = self.mapping()?;
-        let body_len = 16 + u64::from(payload_len);
-        let body_at = offset + frame::COMMIT_WORD_LEN as u64;
+        let body_len = frame::covered_len(payload_len);
+        let body_at = offset + frame::LEN_KIND_OFFSET as u64;
         // SAFETY: the commit word at `offset` was loaded non-zero with acquire ordering, so the
         // frame's bytes are published and never written again (mapping contract rule 2).
         let Some(body) = (unsafe { map.bytes(body_at, body_len) }) else {

@@ -56,7 +56,7 @@ fn frame_offsets(path: &Path) -> Vec<u64> {
     let mut at = 128usize;
     let mut out = Vec::new();
     while at + 8 <= bytes.len() {
-        let lk = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        let lk = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());
         if lk >> 30 != 1 {
             break;
         }
