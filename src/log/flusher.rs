@@ -13,6 +13,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use super::segment::Segment;
 use super::shared::{Shared, lock};
@@ -24,6 +25,8 @@ use crate::storage::fs as sfs;
 const PAGE: u64 = 4096;
 /// How many times group commit yields to writers still copying before it syncs anyway.
 const GATHER_ROUNDS_MAX: u32 = 8;
+/// The longest group commit waits for the writers of the previous batch to come back.
+const HERD_WAIT_MAX: Duration = Duration::from_millis(20);
 
 struct FlushState {
     /// Make every sequence number below this durable.
@@ -33,6 +36,12 @@ struct FlushState {
     shutdown: bool,
     /// The flusher has stopped; nothing more will become durable.
     stopped: bool,
+    /// Writers that started waiting since the current batch was cut.
+    arrivals: usize,
+    /// How many writers the previous `msync` released.
+    last_batch: usize,
+    /// How long the previous flush took.
+    last_flush: Duration,
 }
 
 /// The flusher's hand-off with writers and `sync`.
@@ -54,6 +63,9 @@ impl FlushShared {
                 seal_pending: false,
                 shutdown: false,
                 stopped: false,
+                arrivals: 0,
+                last_batch: 0,
+                last_flush: Duration::ZERO,
             }),
             work_cv: Condvar::new(),
             done_cv: Condvar::new(),
@@ -87,8 +99,12 @@ impl FlushShared {
             return Ok(());
         }
         let mut st = self.lock();
-        if st.want < next {
-            st.want = next;
+        st.arrivals += 1;
+        let first = st.want <= self.durable_next.load(Ordering::Acquire);
+        st.want = st.want.max(next);
+        // Wake the flusher for the first request, and again once as many writers wait as the
+        // previous batch had (it may be holding the batch open for them).
+        if first || st.arrivals == st.last_batch {
             self.work_cv.notify_one();
         }
         loop {
@@ -117,9 +133,11 @@ pub(crate) fn run(shared: &Shared, first_unsealed: Arc<Segment>) {
         if shared.durability() == Durability::Immediate {
             gather(shared);
         }
+        let started = Instant::now();
         match flush_committed(shared, &mut cursor) {
             Ok(durable) => {
                 flush.durable_next.fetch_max(durable, Ordering::AcqRel);
+                flush.lock().last_flush = started.elapsed();
                 flush.wake_waiters();
             }
             Err(e) => {
@@ -164,12 +182,50 @@ fn wait_for_work(shared: &Shared) -> (u64, bool) {
             _ => flush.work_cv.wait(st).unwrap_or_else(|p| p.into_inner()),
         };
     }
+    if shared.durability() == Durability::Immediate {
+        st = wait_for_herd(flush, st);
+    }
     st.seal_pending = false;
     (st.want, st.shutdown)
 }
 
-/// Group commit: writers that have reserved but not yet published are a few instructions
-/// from publishing; waiting for them (briefly) lets one `msync` cover them too.
+/// Group commit, part one: the writers the previous `msync` released are busy appending
+/// their next record and will be back soon. Hold the batch open until as many have arrived,
+/// or until arrivals pause for a few flush times (nobody else is coming), and never
+/// longer than `HERD_WAIT_MAX`; then cut it. With many more threads than cores the herd
+/// takes far longer to come back than a flush, which is why the pause, not a fixed time,
+/// decides.
+fn wait_for_herd<'a>(
+    flush: &'a FlushShared,
+    mut st: MutexGuard<'a, FlushState>,
+) -> MutexGuard<'a, FlushState> {
+    let start = Instant::now();
+    let pause = (st.last_flush * 4).clamp(Duration::from_micros(200), Duration::from_millis(5));
+    let mut seen = st.arrivals;
+    let mut quiet_until = start + pause;
+    while st.arrivals < st.last_batch && !st.shutdown {
+        let now = Instant::now();
+        if st.arrivals > seen {
+            seen = st.arrivals;
+            quiet_until = now + pause;
+        }
+        let until = quiet_until.min(start + HERD_WAIT_MAX);
+        if now >= until {
+            break;
+        }
+        st = flush
+            .work_cv
+            .wait_timeout(st, until - now)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+    st.last_batch = st.arrivals;
+    st.arrivals = 0;
+    st
+}
+
+/// Group commit, part two: writers that have reserved but not yet published are a few
+/// instructions from publishing; waiting for them (briefly) lets one `msync` cover them too.
 fn gather(shared: &Shared) {
     for _ in 0..GATHER_ROUNDS_MAX {
         let Ok(commit) = shared.advance_committed() else {
