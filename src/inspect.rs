@@ -235,11 +235,9 @@ fn inspect_segment(
         *expected_base = Some(header.base_seq + seal.record_count);
         return Ok(info);
     }
-    let mut bytes =
-        vec![0u8; usize::try_from(capacity).map_err(|_| Error::invalid("segment too large"))?];
-    sfs::read_at(&file, path, 0, &mut bytes)?;
+    let mut src = scan::FileSource::new(&file, path, capacity);
     let mut padding = 0;
-    let scanned = scan::scan_frames(&bytes, header.base_seq, |_, f| {
+    let scanned = scan::scan_frames(&mut src, header.base_seq, |_, f| {
         if f.kind == FrameKind::Padding {
             padding += 1;
         }
@@ -256,7 +254,8 @@ fn inspect_segment(
     } else {
         scanned.end_offset
     };
-    let garbage = scan::nonzero_extent(&bytes, keep as usize) as u64 > keep;
+    let garbage = scan::nonzero_extent(&mut src, keep) > keep;
+    src.finish()?;
     match scanned.stop {
         ScanStop::Bad(kind) => problem(scanned.end_offset, kind),
         _ if garbage => out.problems.push(Problem {
@@ -387,11 +386,9 @@ fn dump_segment(
 ) -> Result<bool> {
     let Some(h) = seg.header else { return Ok(true) };
     let file = File::open(&seg.path).map_err(|e| Error::io("open", &seg.path, e))?;
-    let mut bytes =
-        vec![0u8; usize::try_from(seg.capacity).map_err(|_| Error::invalid("segment too large"))?];
-    sfs::read_at(&file, &seg.path, 0, &mut bytes)?;
+    let mut src = scan::FileSource::new(&file, &seg.path, seg.capacity);
     let mut go_on = true;
-    let out = scan::scan_frames(&bytes, h.base_seq, |offset, f| {
+    let out = scan::scan_frames(&mut src, h.base_seq, |offset, f| {
         if go_on && f.seq >= from_seq && f.timestamp_ns >= since_ns {
             go_on = each(&DumpRecord {
                 segment_id: seg.id,
@@ -403,6 +400,7 @@ fn dump_segment(
             });
         }
     });
+    src.finish()?;
     if let ScanStop::Bad(kind) = out.stop
         && seg.seal.is_some()
     {

@@ -34,7 +34,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The on-disk format is specified byte by byte in [`format`].
+//! The on-disk format is specified byte by byte in [`mod@format`].
 
 #![deny(missing_docs)]
 

@@ -398,13 +398,11 @@ fn scan_segment(
     next_base: Option<u64>,
     report: &mut RecoveryReport,
 ) -> Result<Scanned> {
-    let mut bytes =
-        vec![0u8; usize::try_from(f.len).map_err(|_| Error::invalid("segment too large"))?];
-    sfs::read_at(&f.file, &f.path, 0, &mut bytes)?;
+    let mut src = scan::FileSource::new(&f.file, &f.path, f.len);
     report.segments_scanned += 1;
     report.bytes_scanned += f.len;
     let mut index = SegmentIndex::empty(SEGMENT_HEADER_LEN as u64, header.base_seq);
-    let out = scan::scan_frames(&bytes, header.base_seq, |offset, frame| {
+    let out = scan::scan_frames(&mut src, header.base_seq, |offset, frame| {
         if (frame.seq - header.base_seq).is_multiple_of(index_interval) {
             let max_ts_before = index.max_ts;
             index.entries.push(IndexEntry {
@@ -427,13 +425,19 @@ fn scan_segment(
     });
     // A complete segment must meet the next one exactly; anything else ends the log here.
     let meets_next = next_base.is_none_or(|nb| complete.is_some() && out.next_seq == nb);
-    let data_end = (out.end_offset + 8).min(f.len) as usize;
     let keep_end = if at_end {
-        data_end
+        (out.end_offset + 8).min(f.len)
     } else {
-        out.end_offset as usize
+        out.end_offset
     };
-    let extent = scan::nonzero_extent(&bytes, keep_end);
+    let extent = scan::nonzero_extent(&mut src, keep_end);
+    let dropped = if extent > keep_end || !meets_next {
+        scan::count_frames_after(&mut src, keep_end, f.len.saturating_mul(4))
+    } else {
+        0
+    };
+    // A read error must not pass for the end of the frames.
+    src.finish()?;
     // Bytes after an end marker are cleared but do not end the log; anything else does.
     let ends_log = !meets_next || (!at_end && extent > keep_end);
     if extent > keep_end || !meets_next {
@@ -443,12 +447,12 @@ fn scan_segment(
         };
         report.truncation = Some(Truncation {
             path: f.path.clone(),
-            offset: keep_end as u64,
+            offset: keep_end,
             reason,
-            records_dropped: scan::count_frames_after(&bytes, keep_end, bytes.len() * 4),
-            bytes_dropped: (extent - keep_end) as u64,
+            records_dropped: dropped,
+            bytes_dropped: extent - keep_end,
         });
-        zero_range(&f.file, &f.path, keep_end as u64, extent as u64)?;
+        zero_range(&f.file, &f.path, keep_end, extent)?;
     }
     // `fsync`, not `fdatasync`: the previous owner may have died before syncing the
     // segment's allocation, which new acknowledgements in it will rely on.
@@ -519,12 +523,10 @@ fn zero_range(file: &File, path: &Path, from: u64, to: u64) -> Result<()> {
 
 fn drop_segment_file(f: &Found, report: &mut RecoveryReport) -> Result<()> {
     if let Some(t) = report.truncation.as_mut() {
-        let mut bytes = vec![0u8; usize::try_from(f.len).unwrap_or(0)];
-        if sfs::read_at(&f.file, &f.path, 0, &mut bytes).is_ok() {
-            let start = SEGMENT_HEADER_LEN;
-            t.bytes_dropped += (scan::nonzero_extent(&bytes, start) - start) as u64;
-            t.records_dropped += scan::count_frames_after(&bytes, start, bytes.len() * 4);
-        }
+        let mut src = scan::FileSource::new(&f.file, &f.path, f.len);
+        let start = SEGMENT_HEADER_LEN as u64;
+        t.bytes_dropped += scan::nonzero_extent(&mut src, start) - start;
+        t.records_dropped += scan::count_frames_after(&mut src, start, f.len.saturating_mul(4));
     }
     std::fs::remove_file(&f.path).map_err(|e| Error::io("remove", &f.path, e))?;
     report.removed_files.push(f.path.clone());
