@@ -217,12 +217,37 @@ pub fn nonzero_extent<S: Source>(src: &mut S, from: u64) -> u64 {
     while at < src.len() {
         let n = (src.len() - at).min(FileSource::CHUNK as u64);
         let Some(chunk) = src.get(at, n) else { break };
-        if let Some(i) = chunk.iter().rposition(|&b| b != 0) {
-            extent = at + i as u64 + 1;
+        if let Some(end) = last_nonzero_end(chunk) {
+            extent = at + end as u64;
         }
         at += n;
     }
     extent
+}
+
+/// One past the last non-zero byte of `bytes`. Tests whole 64-byte blocks as `u128`s first
+/// (which the compiler vectorises): recovery runs this over the unused, zero, part of a
+/// segment, so the all-zero case is the one that must be fast.
+fn last_nonzero_end(bytes: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 64;
+    let whole = bytes.len() / BLOCK * BLOCK;
+    if let Some(i) = bytes[whole..].iter().rposition(|&b| b != 0) {
+        return Some(whole + i + 1);
+    }
+    let mut blocks = bytes[..whole].chunks_exact(BLOCK);
+    let zero = |block: &[u8]| {
+        block.chunks_exact(16).all(|w| {
+            let mut x = [0u8; 16];
+            x.copy_from_slice(w);
+            u128::from_ne_bytes(x) == 0
+        })
+    };
+    let last = blocks.rposition(|b| !zero(b))?;
+    let block = &bytes[last * BLOCK..(last + 1) * BLOCK];
+    block
+        .iter()
+        .rposition(|&b| b != 0)
+        .map(|i| last * BLOCK + i + 1)
 }
 
 /// Best-effort count of valid-looking frames at or after `from` (what a truncation drops).
@@ -318,6 +343,20 @@ mod tests {
             ScanStop::Bad(CorruptionKind::UnexpectedSeq { .. })
         ));
         assert_eq!(out.next_seq, 11);
+    }
+
+    #[test]
+    fn last_nonzero_end_finds_the_last_byte_anywhere() {
+        for len in [0usize, 1, 63, 64, 65, 200, 4096] {
+            assert_eq!(last_nonzero_end(&vec![0u8; len]), None);
+            for at in [0, len / 2, len.saturating_sub(1)] {
+                if at < len {
+                    let mut b = vec![0u8; len];
+                    b[at] = 9;
+                    assert_eq!(last_nonzero_end(&b), Some(at + 1), "len {len} at {at}");
+                }
+            }
+        }
     }
 
     #[test]
