@@ -239,7 +239,7 @@ fn last_nonzero_end(bytes: &[u8]) -> Option<usize> {
         block.chunks_exact(16).all(|w| {
             let mut x = [0u8; 16];
             x.copy_from_slice(w);
-            u128::from_ne_bytes(x) == 0
+            u128::from_le_bytes(x) == 0
         })
     };
     let last = blocks.rposition(|b| !zero(b))?;
