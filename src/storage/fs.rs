@@ -71,13 +71,16 @@ fn is_no_space(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
-/// Creates segment file `id` of `capacity` bytes, fully allocated on disk (never sparse) and
-/// filled with zeros in the page cache: write `<id>.seg.tmp`, allocate, prefill, rename.
+/// Creates segment file `id` of `capacity` bytes, fully allocated on disk (never sparse):
+/// write `<id>.seg.tmp`, allocate, rename.
 ///
 /// Nothing is synced here, so preparing a segment never waits for the disk. The file's
 /// existence (its allocation and its directory entry) is made durable by the flusher before
 /// the first record in it is acknowledged (`sync_new_segment`); until then a crash can only
 /// lose a segment that holds nothing acknowledged, which recovery removes.
+///
+/// The zeros are not written out ahead (which would fault pages in faster): that doubles
+/// what the disk has to write back, and on a log that outruns its disk the disk is the limit.
 pub(crate) fn create_segment_file(segments_dir: &Path, id: u64, capacity: u64) -> Result<File> {
     let path = segment_path(segments_dir, id);
     let tmp = path.with_extension("seg.tmp");
@@ -97,7 +100,6 @@ pub(crate) fn create_segment_file(segments_dir: &Path, id: u64, capacity: u64) -
             Error::io("allocate segment", &tmp, e)
         });
     }
-    prefill_zeros(&file, &tmp, capacity)?;
     std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename segment", &tmp, e))?;
     Ok(file)
 }
@@ -133,22 +135,6 @@ fn write_zeros(file: &File, len: u64) -> io::Result<()> {
         left -= n as u64;
     }
     w.flush()
-}
-
-/// Writes zeros over the first `len` bytes of an allocated file. Filling the page cache with
-/// `pwrite` (a copy) is about twice as fast as letting page faults zero each page through
-/// the filesystem's unwritten-extent path, and takes those faults off the writers' path.
-fn prefill_zeros(file: &File, path: &Path, len: u64) -> Result<()> {
-    const CHUNK: usize = 1 << 20;
-    let zeros = vec![0u8; CHUNK];
-    let mut at = 0;
-    while at < len {
-        let n = (len - at).min(CHUNK as u64) as usize;
-        file.write_all_at(&zeros[..n], at)
-            .map_err(|e| Error::io("prefill segment", path, e))?;
-        at += n as u64;
-    }
-    Ok(())
 }
 
 /// Opens (creating if needed) `<dir>/LOCK` and takes an exclusive, non-blocking `flock` on it.
