@@ -5,7 +5,8 @@
 //!   fallocated file whose pages were all written once before (so no page faults), at
 //!   successive frame positions (payload plus the 24-byte frame header, 8-byte aligned), the
 //!   16,384 x 64 B or 256 x 4 KiB per iteration.
-//! - `limits/crc32c_*`, `limits/crc32fast_*`: one CRC over a 64 B or 4 KiB buffer;
+//! - `limits/crc32c_*` (mmlog's CRC-32C, `mmlog::format::crc`), `limits/crc32fast_*` (CRC-32): one
+//!   CRC over a 64 B or 4 KiB buffer;
 //!   `crc32c_frame_*` is the CRC of a frame as mmlog computes it: the 4-byte length and kind
 //!   word, then the 16-byte sequence number and timestamp and the payload, contiguous (two
 //!   chained calls).
@@ -138,8 +139,8 @@ fn crc_stream(c: &mut Criterion) {
                 for frame in map.chunks_exact(stride) {
                     // The bytes after the commit word: sequence number, timestamp, payload.
                     let body = &frame[8..FRAME_HEADER + len];
-                    let crc = crc32c::crc32c(&len_kind);
-                    acc ^= crc32c::crc32c_append(crc, black_box(body));
+                    let crc = mmlog::format::crc::checksum(&len_kind);
+                    acc ^= mmlog::format::crc::checksum_append(crc, black_box(body));
                 }
                 acc
             });
@@ -157,14 +158,14 @@ fn crc(c: &mut Criterion) {
             bytes: len as u64,
         });
         g.bench_function(format!("crc32c_{name}"), |b| {
-            b.iter(|| crc32c::crc32c(black_box(&buf)));
+            b.iter(|| mmlog::format::crc::checksum(black_box(&buf)));
         });
         g.bench_function(format!("crc32c_frame_{name}"), |b| {
             let len_kind = (len as u32).to_le_bytes();
             let body: Vec<u8> = (0..16 + len).map(|i| i as u8).collect();
             b.iter(|| {
-                let crc = crc32c::crc32c(black_box(&len_kind));
-                crc32c::crc32c_append(crc, black_box(&body))
+                let crc = mmlog::format::crc::checksum(black_box(&len_kind));
+                mmlog::format::crc::checksum_append(crc, black_box(&body))
             });
         });
         g.bench_function(format!("crc32fast_{name}"), |b| {
@@ -311,8 +312,8 @@ fn reserve_copy_crc(c: &mut Criterion) {
                         std::ptr::copy_nonoverlapping(seq_ts.as_ptr(), frame.add(8), 16);
                         std::ptr::copy_nonoverlapping(payload.as_ptr(), frame.add(24), 64);
                         let body = std::slice::from_raw_parts(frame.add(8), 80);
-                        let crc = crc32c::crc32c(&64u32.to_le_bytes());
-                        let crc = crc32c::crc32c_append(crc, body);
+                        let crc = mmlog::format::crc::checksum(&64u32.to_le_bytes());
+                        let crc = mmlog::format::crc::checksum_append(crc, body);
                         let word = &*frame.cast::<AtomicU64>();
                         word.store(u64::from(crc) << 32 | 64, Ordering::Release);
                     }

@@ -4,7 +4,7 @@
 //! turns values into bytes and bytes (from anywhere, trusted or not) into values, checking
 //! every length against the bytes at hand before slicing.
 
-use super::crc::{checksum, checksum_append};
+use super::crc::{checksum, checksum_pair};
 use crate::error::CorruptionKind;
 
 /// Every frame starts at a multiple of this many bytes, so the commit word is always an aligned
@@ -88,14 +88,14 @@ pub const END_OF_SEGMENT_WORD: u64 = {
 /// payload (`seq`, `timestamp_ns`, payload), which lie contiguous in the frame.
 #[inline]
 pub fn record_crc(len_kind: u32, body: &[u8]) -> u32 {
-    checksum_append(checksum(&len_kind.to_le_bytes()), body)
+    checksum_pair(&len_kind.to_le_bytes(), body)
 }
 
 /// CRC of a padding frame: `len_kind`, `seq` and `timestamp_ns` (its payload bytes are not
 /// covered: they hold whatever the abandoned writer had copied).
 #[inline]
 pub fn padding_crc(len_kind: u32, seq_ts: &[u8; 16]) -> u32 {
-    checksum_append(checksum(&len_kind.to_le_bytes()), seq_ts)
+    checksum_pair(&len_kind.to_le_bytes(), seq_ts)
 }
 
 /// The 16 bytes of `seq` and `timestamp_ns` as they sit in the frame.

@@ -55,7 +55,7 @@ fn full_disk_is_a_clean_no_space_error() {
         }
     };
     let filler: PathBuf = fs.path().join("filler");
-    std::fs::write(&filler, vec![1u8; 3 << 20]).unwrap();
+    std::fs::write(&filler, vec![1u8; 4 << 20]).unwrap();
     let dir = fs.path().join("log");
     let opts = || {
         Options::default()
@@ -82,7 +82,8 @@ fn full_disk_is_a_clean_no_space_error() {
     assert!(matches!(log.append(b"x"), Err(Error::NoSpace { .. })));
     // Free space: appends resume.
     std::fs::remove_file(&filler).unwrap();
-    for i in 0..2000 {
+    // 4 MiB freed: room for the next segments (1 MiB each) and the spare made ahead.
+    for i in 0..1000 {
         let p = payload(1, i, 1000);
         let seq = log.append(&p).unwrap();
         written.push((seq, p));
