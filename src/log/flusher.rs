@@ -11,8 +11,9 @@
 //! - A failed `msync` poisons the log and is never retried: the kernel may already have
 //!   dropped the pages it failed to write.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use super::segment::Segment;
@@ -24,7 +25,7 @@ use crate::storage::fs as sfs;
 
 const PAGE: u64 = 4096;
 /// How many times group commit yields to writers still copying before it syncs anyway.
-const GATHER_ROUNDS_MAX: u32 = 8;
+const GATHER_ROUNDS_MAX: u32 = 64;
 /// The longest group commit waits for the writers of the previous batch to come back.
 const HERD_WAIT_MAX: Duration = Duration::from_millis(20);
 
@@ -34,21 +35,22 @@ struct FlushState {
     /// A segment was completed: sync and seal it.
     seal_pending: bool,
     shutdown: bool,
-    /// The flusher has stopped; nothing more will become durable.
-    stopped: bool,
     /// Writers that started waiting since the current batch was cut.
     arrivals: usize,
     /// How many writers the previous `msync` released.
     last_batch: usize,
     /// How long the previous flush took.
     last_flush: Duration,
+    /// Writers parked until the durable watermark reaches their sequence number.
+    waiters: Vec<(u64, Thread)>,
 }
 
 /// The flusher's hand-off with writers and `sync`.
 pub(crate) struct FlushShared {
     state: Mutex<FlushState>,
     work_cv: Condvar,
-    done_cv: Condvar,
+    /// The flusher has stopped; nothing more will become durable.
+    stopped: AtomicBool,
     /// Every sequence number below this is on stable storage.
     pub(crate) durable_next: AtomicU64,
     /// `msync` calls made, for group-commit statistics.
@@ -62,13 +64,13 @@ impl FlushShared {
                 want: 0,
                 seal_pending: false,
                 shutdown: false,
-                stopped: false,
                 arrivals: 0,
                 last_batch: 0,
                 last_flush: Duration::ZERO,
+                waiters: Vec::new(),
             }),
             work_cv: Condvar::new(),
-            done_cv: Condvar::new(),
+            stopped: AtomicBool::new(false),
             durable_next: AtomicU64::new(durable_next),
             msync_count: AtomicU64::new(0),
         }
@@ -83,9 +85,24 @@ impl FlushShared {
         self.work_cv.notify_one();
     }
 
-    pub(crate) fn wake_waiters(&self) {
-        let _g = self.lock();
-        self.done_cv.notify_all();
+    /// Unparks the writers whose records are now durable, or every writer with `all` (the
+    /// log is poisoned or the flusher stopped). Each writer is parked on its own, and woken
+    /// directly: a thousand writers do not queue up on one mutex to find out they are done.
+    pub(crate) fn wake_waiters(&self, all: bool) {
+        let durable = self.durable_next.load(Ordering::Acquire);
+        let mut st = self.lock();
+        let mut woken = Vec::new();
+        st.waiters.retain(|(next, thread)| {
+            let done = all || *next <= durable;
+            if done {
+                woken.push(thread.clone());
+            }
+            !done
+        });
+        drop(st);
+        for thread in woken {
+            thread.unpark();
+        }
     }
 
     pub(crate) fn shutdown(&self) {
@@ -107,6 +124,8 @@ impl FlushShared {
         if first || st.arrivals == st.last_batch {
             self.work_cv.notify_one();
         }
+        st.waiters.push((next, std::thread::current()));
+        drop(st);
         loop {
             if self.durable_next.load(Ordering::Acquire) >= next {
                 return Ok(());
@@ -116,10 +135,11 @@ impl FlushShared {
                     cause: shared.poison_cause(),
                 });
             }
-            if st.stopped {
+            if self.stopped.load(Ordering::Acquire) {
                 return Err(Error::Closed);
             }
-            st = self.done_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            // An unpark that came before this park is not lost: it leaves a token.
+            std::thread::park();
         }
     }
 }
@@ -138,7 +158,7 @@ pub(crate) fn run(shared: &Shared, first_unsealed: Arc<Segment>) {
             Ok(durable) => {
                 flush.durable_next.fetch_max(durable, Ordering::AcqRel);
                 flush.lock().last_flush = started.elapsed();
-                flush.wake_waiters();
+                flush.wake_waiters(false);
             }
             Err(e) => {
                 shared.poison(&e);
@@ -153,8 +173,8 @@ pub(crate) fn run(shared: &Shared, first_unsealed: Arc<Segment>) {
             std::thread::yield_now();
         }
     }
-    flush.lock().stopped = true;
-    flush.wake_waiters();
+    flush.stopped.store(true, Ordering::Release);
+    flush.wake_waiters(true);
 }
 
 fn wait_for_work(shared: &Shared) -> (u64, bool) {

@@ -133,7 +133,7 @@ impl Shared {
             Ordering::AcqRel,
             Ordering::Acquire,
         );
-        self.flush.wake_waiters();
+        self.flush.wake_waiters(true);
     }
 
     pub(crate) fn mark_closed(&self) {
