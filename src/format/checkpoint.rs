@@ -2,7 +2,7 @@
 //! (pure encode and decode).
 
 use super::crc::checksum;
-use super::{CHECKPOINT_MAGIC, FORMAT_VERSION, le_u32, le_u64};
+use super::{CHECKPOINT_MAGIC, FORMAT_VERSION, check_identity, le_u32, le_u64};
 use crate::error::CorruptionKind;
 
 /// Bytes of header in front of the blob.
@@ -62,21 +62,7 @@ pub fn decode(bytes: &[u8]) -> Result<(CheckpointHeader, &[u8]), CorruptionKind>
             what: "checkpoint header",
         });
     };
-    if h[..8] != CHECKPOINT_MAGIC {
-        return Err(CorruptionKind::BadMagic);
-    }
-    let version = le_u32(h, VERSION_OFFSET);
-    if version != FORMAT_VERSION {
-        return Err(CorruptionKind::UnsupportedVersion { found: version });
-    }
-    let stored = le_u32(h, HEADER_CRC_OFFSET);
-    let actual = checksum(&h[..HEADER_CRC_OFFSET]);
-    if stored != actual {
-        return Err(CorruptionKind::HeaderChecksum {
-            expected: stored,
-            actual,
-        });
-    }
+    check_identity(h, &CHECKPOINT_MAGIC, HEADER_CRC_OFFSET)?;
     let header_len = le_u32(h, HEADER_LEN_OFFSET);
     if header_len as usize != CHECKPOINT_HEADER_LEN {
         return Err(CorruptionKind::BadHeaderField {

@@ -2,7 +2,7 @@
 //! say who holds it (for error messages and tools); the lock itself is the `flock`.
 
 use super::crc::checksum;
-use super::{FORMAT_VERSION, LOCK_MAGIC, le_u32, le_u64};
+use super::{FORMAT_VERSION, LOCK_MAGIC, check_identity, le_u32, le_u64};
 use crate::error::CorruptionKind;
 
 /// Length of the lock file.
@@ -42,21 +42,7 @@ pub fn decode(bytes: &[u8]) -> Result<LockOwner, CorruptionKind> {
     let Some(b) = bytes.get(..LOCK_FILE_LEN) else {
         return Err(CorruptionKind::Truncated { what: "lock file" });
     };
-    if b[..8] != LOCK_MAGIC {
-        return Err(CorruptionKind::BadMagic);
-    }
-    let version = le_u32(b, VERSION_OFFSET);
-    if version != FORMAT_VERSION {
-        return Err(CorruptionKind::UnsupportedVersion { found: version });
-    }
-    let stored = le_u32(b, CRC_OFFSET);
-    let actual = checksum(&b[..CRC_OFFSET]);
-    if stored != actual {
-        return Err(CorruptionKind::HeaderChecksum {
-            expected: stored,
-            actual,
-        });
-    }
+    check_identity(b, &LOCK_MAGIC, CRC_OFFSET)?;
     Ok(LockOwner {
         pid: le_u32(b, PID_OFFSET),
         opened_ns: le_u64(b, OPENED_OFFSET),

@@ -161,6 +161,8 @@ pub mod frame;
 pub mod lock_file;
 pub mod segment_header;
 
+use crate::error::CorruptionKind;
+
 /// The format version this release reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 /// Magic of a segment file.
@@ -169,6 +171,25 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"\x89MMLSEG\n";
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"\x89MMLCKP\n";
 /// Magic of the lock file.
 pub const LOCK_MAGIC: [u8; 8] = *b"\x89MMLLCK\n";
+
+/// Checks what every mmlog file starts with: the `magic` for its kind, the format version
+/// (checked before the CRC: a newer release may lay the rest out differently), then the CRC
+/// stored at `crc_at` over the bytes before it. `b` holds at least `crc_at + 4` bytes.
+fn check_identity(b: &[u8], magic: &[u8; 8], crc_at: usize) -> Result<(), CorruptionKind> {
+    if b[..8] != magic[..] {
+        return Err(CorruptionKind::BadMagic);
+    }
+    let version = le_u32(b, 8);
+    if version != FORMAT_VERSION {
+        return Err(CorruptionKind::UnsupportedVersion { found: version });
+    }
+    let expected = le_u32(b, crc_at);
+    let actual = crc::checksum(&b[..crc_at]);
+    if expected != actual {
+        return Err(CorruptionKind::HeaderChecksum { expected, actual });
+    }
+    Ok(())
+}
 
 /// Reads a little-endian `u32` at `at`; the caller has checked that 4 bytes are there.
 fn le_u32(b: &[u8], at: usize) -> u32 {

@@ -3,7 +3,7 @@
 
 use super::crc::checksum;
 use super::frame::FRAME_HEADER_LEN;
-use super::{FORMAT_VERSION, SEGMENT_MAGIC, le_u32, le_u64};
+use super::{FORMAT_VERSION, SEGMENT_MAGIC, check_identity, le_u32, le_u64};
 use crate::error::CorruptionKind;
 
 /// Bytes of header at the start of every segment file; frames start right after it.
@@ -112,22 +112,7 @@ impl SegmentHeader {
         if b.iter().all(|&x| x == 0) {
             return Ok(HeaderState::Blank);
         }
-        if b[MAGIC_OFFSET..MAGIC_OFFSET + 8] != SEGMENT_MAGIC {
-            return Err(CorruptionKind::BadMagic);
-        }
-        let version = le_u32(b, VERSION_OFFSET);
-        if version != FORMAT_VERSION {
-            // Checked before the CRC: a newer release may lay the header out differently.
-            return Err(CorruptionKind::UnsupportedVersion { found: version });
-        }
-        let stored = le_u32(b, HEADER_CRC_OFFSET);
-        let actual = checksum(&b[..HEADER_CRC_OFFSET]);
-        if stored != actual {
-            return Err(CorruptionKind::HeaderChecksum {
-                expected: stored,
-                actual,
-            });
-        }
+        check_identity(b, &SEGMENT_MAGIC, HEADER_CRC_OFFSET)?;
         if let Some(i) = b[RESERVED_OFFSET..HEADER_CRC_OFFSET]
             .iter()
             .position(|&x| x != 0)

@@ -111,16 +111,8 @@ impl Reader {
             return Err(Error::invalid("log has no segments"));
         };
         prepare_index(&shared, &seg)?;
-        let (offset, next_seq) = seg.seek_seq(seq);
-        let map = Arc::clone(seg.mapping()?);
-        Ok(Reader {
-            shared,
-            seg,
-            map,
-            offset,
-            next_seq,
-            skip: Skip::SeqBelow(seq),
-        })
+        let at = seg.seek_seq(seq);
+        Reader::positioned(shared, seg, at, Skip::SeqBelow(seq))
     }
 
     pub(crate) fn at_time(shared: Arc<Shared>, ts: u64) -> Result<Reader> {
@@ -145,15 +137,25 @@ impl Reader {
             return Err(Error::invalid("log has no segments"));
         };
         prepare_index(&shared, &seg)?;
-        let (offset, next_seq) = seg.seek_time(ts);
+        let at = seg.seek_time(ts);
+        Reader::positioned(shared, seg, at, Skip::TimeBelow(ts))
+    }
+
+    /// A reader at frame `(offset, next_seq)` of `seg`.
+    fn positioned(
+        shared: Arc<Shared>,
+        seg: Arc<Segment>,
+        at: (u64, u64),
+        skip: Skip,
+    ) -> Result<Reader> {
         let map = Arc::clone(seg.mapping()?);
         Ok(Reader {
             shared,
             seg,
             map,
-            offset,
-            next_seq,
-            skip: Skip::TimeBelow(ts),
+            offset: at.0,
+            next_seq: at.1,
+            skip,
         })
     }
 
