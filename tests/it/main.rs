@@ -3,4 +3,5 @@
 mod append;
 mod corruption;
 mod full_disk;
+mod model;
 mod support;
