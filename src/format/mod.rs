@@ -17,6 +17,7 @@
 //! <dir>/LOCK                        held with an exclusive flock by the owning process
 //! <dir>/segments/<id:020>.seg       pre-allocated segment files, memory-mapped
 //! <dir>/segments/<id:020>.seg.tmp   a segment being prepared (removed at open)
+//! <dir>/segments/<id:020>.idx       the sparse index of a sealed segment (derived data)
 //! ```
 //!
 //! Segment ids are consecutive; the file name's 20-digit id makes a directory listing sort in
@@ -127,6 +128,28 @@
 //! A checkpoint is written to a temporary file, synced, renamed into place, and the directory
 //! is synced; a checkpoint that fails any check is skipped, never trusted.
 //!
+//! ## Index file
+//!
+//! `segments/<id:020>.idx` holds the sparse index of a sealed segment, so that a seek into a
+//! segment from an earlier run costs a read of its index, not a scan of the segment. It is
+//! derived data: written without an `fsync`, ignored when it fails any check (and the segment
+//! scanned instead), removed with its segment.
+//!
+//! | offset | size | field | meaning |
+//! |-------:|-----:|-------|---------|
+//! | 0  | 8 | `magic`       | `89 4D 4D 4C 49 44 58 0A` (`\x89MMLIDX\n`) |
+//! | 8  | 4 | `version`     | `1` |
+//! | 12 | 4 | `entry_len`   | `24` |
+//! | 16 | 8 | `segment_id`  | the segment indexed |
+//! | 24 | 8 | `created_ns`  | that segment's `created_ns` (tells it from an earlier segment with the same id) |
+//! | 32 | 8 | `entry_count` | number of entries |
+//! | 40 | 4 | `crc`         | CRC of bytes 0..40 followed by every entry |
+//! | 44 | 4 | reserved      | zero |
+//! | 48 | 24 each | entries | `seq u64`, `offset u64`, `max_ts_before u64`: frame `seq` starts at `offset`, and every frame before it in the segment has a timestamp of at most `max_ts_before` |
+//!
+//! Entries are strictly increasing in `seq` and `offset`, and non-decreasing in
+//! `max_ts_before`.
+//!
 //! ## Lock file
 //!
 //! | offset | size | field | meaning |
@@ -158,6 +181,7 @@
 pub mod checkpoint;
 pub mod crc;
 pub mod frame;
+pub mod index_file;
 pub mod lock_file;
 pub mod segment_header;
 
@@ -169,6 +193,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const SEGMENT_MAGIC: [u8; 8] = *b"\x89MMLSEG\n";
 /// Magic of a checkpoint file.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"\x89MMLCKP\n";
+/// Magic of a segment's sparse index file.
+pub const INDEX_MAGIC: [u8; 8] = *b"\x89MMLIDX\n";
 /// Magic of the lock file.
 pub const LOCK_MAGIC: [u8; 8] = *b"\x89MMLLCK\n";
 

@@ -334,6 +334,7 @@ fn write_seal(shared: &Shared, seg: &Segment, c: super::segment::Completion) -> 
         .map_err(|e| Error::io("msync", &seg.path, e))?;
     shared.flush.msync_count.fetch_add(1, Ordering::Relaxed);
     seg.mark_sealed(max_ts);
+    seg.save_index();
     Ok(())
 }
 

@@ -25,6 +25,8 @@ struct SpareState {
     error: Option<Error>,
     /// Preparations finished so far, successful or not.
     attempts: u64,
+    /// An attempt is under way (its outcome may predate a taker's call).
+    preparing: bool,
     shutdown: bool,
 }
 
@@ -57,6 +59,7 @@ impl SpareSlot {
                 prepared: None,
                 error: None,
                 attempts: 0,
+                preparing: false,
                 shutdown: false,
             }),
             cv: Condvar::new(),
@@ -76,6 +79,7 @@ impl SpareSlot {
             }
             if st.prepared.is_none() && st.error.is_none() {
                 let (id, capacity) = (st.next_id, st.capacity);
+                st.preparing = true;
                 drop(st);
                 let result = prepare(segments_dir, id, capacity);
                 // Fault the pages in writable after handing the segment over (below), so a
@@ -90,6 +94,7 @@ impl SpareSlot {
                     Err(e) => st.error = Some(e),
                 }
                 st.attempts += 1;
+                st.preparing = false;
                 self.cv.notify_all();
                 if let Some(map) = to_populate {
                     drop(st);
@@ -117,11 +122,8 @@ impl SpareSlot {
     /// an older failure (say, a full disk) may no longer hold.
     pub(crate) fn take(&self, id: u64) -> Result<Prepared> {
         let mut st = self.lock();
-        if st.error.take().is_some() {
-            // Discarding the stale error makes the preparing thread try again.
-            self.cv.notify_all();
-        }
-        let since = st.attempts;
+        // Only an attempt that starts after this call can speak for the disk as it is now.
+        let since = st.attempts + u64::from(st.preparing);
         loop {
             if let Some(p) = st.prepared.take() {
                 if p.id == id {
@@ -135,12 +137,15 @@ impl SpareSlot {
                 st.next_id = id;
                 self.cv.notify_all();
             }
-            if st.attempts > since
-                && let Some(e) = st.error.take()
-            {
-                st.next_id = id;
+            if st.error.is_some() {
+                if st.attempts > since {
+                    st.next_id = id;
+                    self.cv.notify_all();
+                    return Err(st.error.take().unwrap_or(Error::Closed));
+                }
+                // A stale failure: discarding it makes the preparing thread try again.
+                st.error = None;
                 self.cv.notify_all();
-                return Err(e);
             }
             if st.shutdown {
                 return Err(Error::Closed);

@@ -360,7 +360,10 @@ impl Reader {
 /// from earlier runs (built once, with CRC checks), the committed prefix for the others.
 fn prepare_index(shared: &Shared, seg: &Segment) -> Result<()> {
     if seg.is_sealed() {
-        seg.extend_index(shared.options.index_interval, true)?;
+        if !seg.load_index() {
+            seg.extend_index(shared.options.index_interval, true)?;
+            seg.save_index();
+        }
     } else {
         shared.advance_committed()?;
     }

@@ -146,7 +146,7 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<bool> {
 /// Recovers the segments in `segments_dir`. The caller holds the directory lock.
 pub(crate) fn recover(segments_dir: &Path, index_interval: u64) -> Result<Recovered> {
     let mut report = RecoveryReport::default();
-    let mut found = list_segments(segments_dir, &mut report)?;
+    let (mut found, indexes) = list_segments(segments_dir, &mut report)?;
     drop_trailing_non_segments(&mut found, &mut report)?;
     extend_short_tail(&mut found, &mut report)?;
     check_identities(&found)?;
@@ -192,6 +192,7 @@ pub(crate) fn recover(segments_dir: &Path, index_interval: u64) -> Result<Recove
             }
         }
     }
+    remove_stale_indexes(&segments, indexes);
     let tail_complete = segments.last().is_some_and(|s| s.completion().is_some());
     // Removals, and the names of kept segments that the previous owner may never have
     // synced, become durable before anything new is acknowledged.
@@ -208,9 +209,14 @@ pub(crate) fn recover(segments_dir: &Path, index_interval: u64) -> Result<Recove
     })
 }
 
-fn list_segments(segments_dir: &Path, report: &mut RecoveryReport) -> Result<Vec<Found>> {
+/// The segment files in id order, and the index files found beside them.
+fn list_segments(
+    segments_dir: &Path,
+    report: &mut RecoveryReport,
+) -> Result<(Vec<Found>, Vec<(u64, PathBuf)>)> {
     let rd = std::fs::read_dir(segments_dir).map_err(|e| Error::io("read dir", segments_dir, e))?;
     let mut found = Vec::new();
+    let mut indexes = Vec::new();
     for entry in rd {
         let entry = entry.map_err(|e| Error::io("read dir", segments_dir, e))?;
         let path = entry.path();
@@ -220,12 +226,28 @@ fn list_segments(segments_dir: &Path, report: &mut RecoveryReport) -> Result<Vec
                 std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
                 report.removed_files.push(path);
             }
+            SegmentName::IndexTemporary => {
+                let _ = std::fs::remove_file(&path);
+            }
             SegmentName::Segment(id) => found.push(read_found(id, path)?),
+            SegmentName::Index(id) => indexes.push((id, path)),
             SegmentName::Other => {}
         }
     }
     found.sort_by_key(|f| f.id);
-    Ok(found)
+    Ok((found, indexes))
+}
+
+/// Index files are derived data: the one of a segment that recovery dropped (or that is not
+/// sealed) must not outlive it. Failing to remove one is harmless: it names the segment's
+/// creation time, so it can never be taken for a later segment's index.
+fn remove_stale_indexes(segments: &[Arc<Segment>], indexes: Vec<(u64, PathBuf)>) {
+    for (id, path) in indexes {
+        let kept = segments.iter().any(|s| s.id == id && s.is_sealed());
+        if !kept {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 fn read_found(id: u64, path: PathBuf) -> Result<Found> {
@@ -483,6 +505,7 @@ fn scan_segment(
     );
     if sealed {
         segment.mark_sealed(out.max_ts);
+        segment.save_index();
     }
     Ok(Scanned {
         segment,

@@ -14,7 +14,9 @@ use crossbeam_utils::CachePadded;
 use super::tail::Tail;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::frame::{self, FrameKind, Word};
+use crate::format::index_file;
 use crate::format::segment_header::{SEGMENT_HEADER_LEN, SegmentHeader};
+use crate::storage::fs as sfs;
 use crate::storage::mmap::Mapping;
 use crate::sync::Ordering;
 
@@ -53,6 +55,8 @@ pub(crate) struct SegmentIndex {
 /// A segment in memory.
 pub(crate) struct Segment {
     pub(crate) id: u64,
+    /// From the header: tells this segment from an earlier one with the same id.
+    pub(crate) created_ns: u64,
     pub(crate) path: PathBuf,
     pub(crate) capacity: u64,
     pub(crate) base_seq: u64,
@@ -85,6 +89,7 @@ impl Segment {
         let start = SEGMENT_HEADER_LEN as u64;
         Ok(Segment {
             id: header.segment_id,
+            created_ns: header.created_ns,
             path,
             capacity: header.capacity,
             base_seq: header.base_seq,
@@ -121,6 +126,7 @@ impl Segment {
         }
         Segment {
             id: header.segment_id,
+            created_ns: header.created_ns,
             path,
             capacity: header.capacity,
             base_seq: header.base_seq,
@@ -319,6 +325,89 @@ impl Segment {
         let mut ts = [0u8; 8];
         ts.copy_from_slice(b);
         Ok(u64::from_le_bytes(ts))
+    }
+
+    /// Loads the index of a sealed segment from its index file, if the index is not complete
+    /// yet. Returns true when the index covers the whole segment afterwards; false when there
+    /// is no usable index file (the caller then scans the segment).
+    pub(crate) fn load_index(&self) -> bool {
+        let Some(c) = self.completion() else {
+            return false;
+        };
+        if self
+            .index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .scanned_offset
+            >= c.end_offset
+        {
+            return true;
+        }
+        let end_seq = self.base_seq + c.record_count;
+        let Some(entries) = self.read_index_file(c, end_seq) else {
+            return false;
+        };
+        let mut idx = self.index.write().unwrap_or_else(|p| p.into_inner());
+        if idx.scanned_offset < c.end_offset {
+            idx.entries = entries;
+            idx.scanned_offset = c.end_offset;
+            idx.scanned_next_seq = end_seq;
+            idx.max_ts = idx.max_ts.max(self.seal_max_ts.load(StdOrdering::Acquire));
+        }
+        true
+    }
+
+    fn read_index_file(&self, c: Completion, end_seq: u64) -> Option<Vec<IndexEntry>> {
+        let path = sfs::index_path(self.path.parent()?, self.id);
+        let file = std::fs::File::open(&path).ok()?;
+        // An index has at most one entry per frame: refuse to read anything larger.
+        let len_max = (index_file::INDEX_HEADER_LEN as u64)
+            .saturating_add((c.record_count + 1).saturating_mul(index_file::ENTRY_LEN as u64));
+        let len = file.metadata().ok()?.len();
+        if len > len_max {
+            return None;
+        }
+        let mut bytes = vec![0u8; usize::try_from(len).ok()?];
+        std::io::Read::read_exact(&mut &file, &mut bytes).ok()?;
+        let entries = index_file::decode(&bytes, self.id, self.created_ns, self.capacity).ok()?;
+        let inside = |e: &index_file::IndexFileEntry| {
+            (self.base_seq..end_seq).contains(&e.seq)
+                && (SEGMENT_HEADER_LEN as u64..c.end_offset).contains(&e.offset)
+        };
+        if !entries.iter().all(inside) {
+            return None;
+        }
+        Some(
+            entries
+                .into_iter()
+                .map(|e| IndexEntry {
+                    seq: e.seq,
+                    offset: e.offset,
+                    max_ts_before: e.max_ts_before,
+                })
+                .collect(),
+        )
+    }
+
+    /// Writes the index of a complete segment to its index file (best effort: the file only
+    /// saves a later run a scan of this segment).
+    pub(crate) fn save_index(&self) {
+        let Some(dir) = self.path.parent() else {
+            return;
+        };
+        let entries: Vec<index_file::IndexFileEntry> = {
+            let idx = self.index.read().unwrap_or_else(|p| p.into_inner());
+            idx.entries
+                .iter()
+                .map(|e| index_file::IndexFileEntry {
+                    seq: e.seq,
+                    offset: e.offset,
+                    max_ts_before: e.max_ts_before,
+                })
+                .collect()
+        };
+        let bytes = index_file::encode(self.id, self.created_ns, &entries);
+        let _ = sfs::replace_file_unsynced(&sfs::index_path(dir, self.id), &bytes);
     }
 
     /// Largest timestamp the index has seen, and first.

@@ -15,10 +15,17 @@ pub(crate) const LOCK_FILE: &str = "LOCK";
 pub(crate) const SEGMENTS_DIR: &str = "segments";
 const SEGMENT_SUFFIX: &str = ".seg";
 const TMP_SUFFIX: &str = ".seg.tmp";
+const INDEX_SUFFIX: &str = ".idx";
+const INDEX_TMP_SUFFIX: &str = ".idx.tmp";
 
 /// Path of segment `id` in `segments_dir`.
 pub(crate) fn segment_path(segments_dir: &Path, id: u64) -> PathBuf {
     segments_dir.join(format!("{id:020}{SEGMENT_SUFFIX}"))
+}
+
+/// Path of the index file of segment `id` in `segments_dir`.
+pub(crate) fn index_path(segments_dir: &Path, id: u64) -> PathBuf {
+    segments_dir.join(format!("{id:020}{INDEX_SUFFIX}"))
 }
 
 /// What a file name in the segment directory is.
@@ -27,6 +34,10 @@ pub(crate) enum SegmentName {
     Segment(u64),
     /// `<id>.seg.tmp`: a segment whose preparation never finished.
     Temporary,
+    /// `<id>.idx`: the sparse index of segment `id`.
+    Index(u64),
+    /// `<id>.idx.tmp`: an index whose writing never finished (derived data).
+    IndexTemporary,
     /// Anything else.
     Other,
 }
@@ -35,11 +46,18 @@ pub(crate) fn parse_segment_name(name: &str) -> SegmentName {
     if name.ends_with(TMP_SUFFIX) {
         return SegmentName::Temporary;
     }
-    match name.strip_suffix(SEGMENT_SUFFIX) {
-        Some(id) if id.len() == 20 && id.bytes().all(|b| b.is_ascii_digit()) => {
-            id.parse().map_or(SegmentName::Other, SegmentName::Segment)
-        }
-        _ => SegmentName::Other,
+    if name.ends_with(INDEX_TMP_SUFFIX) {
+        return SegmentName::IndexTemporary;
+    }
+    let id_of = |id: &str| {
+        (id.len() == 20 && id.bytes().all(|b| b.is_ascii_digit())).then(|| id.parse().ok())?
+    };
+    if let Some(id) = name.strip_suffix(SEGMENT_SUFFIX).and_then(id_of) {
+        return SegmentName::Segment(id);
+    }
+    match name.strip_suffix(INDEX_SUFFIX).and_then(id_of) {
+        Some(id) => SegmentName::Index(id),
+        None => SegmentName::Other,
     }
 }
 
@@ -181,6 +199,24 @@ pub(crate) fn read_at(file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> 
         .map_err(|e| Error::io("read", path, e))
 }
 
+/// Replaces `path` with `bytes` (written to `<path>.tmp`, then renamed), without syncing:
+/// for derived files, which are checked when read and rebuilt when missing.
+pub(crate) fn replace_file_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("idx.tmp");
+    let written = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io("write", &tmp, e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))
+}
+
 /// Writes `buf` at `offset` with `pwrite`.
 pub(crate) fn write_at(file: &File, path: &Path, offset: u64, buf: &[u8]) -> Result<()> {
     file.write_all_at(buf, offset)
@@ -204,6 +240,14 @@ mod tests {
             SegmentName::Temporary
         ));
         assert!(matches!(parse_segment_name("42.seg"), SegmentName::Other));
+        assert!(matches!(
+            parse_segment_name("00000000000000000042.idx"),
+            SegmentName::Index(42)
+        ));
+        assert!(matches!(
+            parse_segment_name("00000000000000000042.idx.tmp"),
+            SegmentName::IndexTemporary
+        ));
         assert!(matches!(
             parse_segment_name("notes.txt"),
             SegmentName::Other

@@ -391,3 +391,39 @@ fn a_foreign_file_named_like_a_segment_is_reported_never_removed() {
     let found = mmlog::inspect::inspect(dir.path(), true).unwrap();
     assert!(!found.is_clean());
 }
+
+#[test]
+fn index_files_speed_up_seeks_and_a_bad_one_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = write_log(dir.path(), 400);
+    let idx: Vec<PathBuf> = std::fs::read_dir(dir.path().join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
+        .collect();
+    let sealed = segment_files(dir.path()).len() - 1;
+    assert_eq!(
+        idx.len(),
+        sealed,
+        "one index file per sealed segment: {idx:?}"
+    );
+    let seek_all = |log: &Log| {
+        for start in (0..all.len() as u64).step_by(7) {
+            let mut r = log.read_from(start).unwrap();
+            let rec = r.next().unwrap().unwrap();
+            assert_eq!(
+                (rec.seq(), rec.payload()),
+                (start, all[start as usize].1.as_slice())
+            );
+        }
+    };
+    seek_all(&open(dir.path(), opts()));
+    // Garbage, a truncated file and another segment's index: each is ignored (the segment is
+    // scanned instead), and the seeks give the same answers.
+    std::fs::write(&idx[0], b"garbage").unwrap();
+    let other = std::fs::read(&idx[2]).unwrap();
+    std::fs::write(&idx[1], &other).unwrap();
+    let third = std::fs::read(&idx[2]).unwrap();
+    std::fs::write(&idx[2], &third[..third.len() - 5]).unwrap();
+    seek_all(&open(dir.path(), opts()));
+}
