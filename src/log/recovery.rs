@@ -209,11 +209,14 @@ pub(crate) fn recover(segments_dir: &Path, index_interval: u64) -> Result<Recove
     })
 }
 
+/// Index files found in the segment directory: segment id and path.
+type IndexFiles = Vec<(u64, PathBuf)>;
+
 /// The segment files in id order, and the index files found beside them.
 fn list_segments(
     segments_dir: &Path,
     report: &mut RecoveryReport,
-) -> Result<(Vec<Found>, Vec<(u64, PathBuf)>)> {
+) -> Result<(Vec<Found>, IndexFiles)> {
     let rd = std::fs::read_dir(segments_dir).map_err(|e| Error::io("read dir", segments_dir, e))?;
     let mut found = Vec::new();
     let mut indexes = Vec::new();
@@ -241,7 +244,7 @@ fn list_segments(
 /// Index files are derived data: the one of a segment that recovery dropped (or that is not
 /// sealed) must not outlive it. Failing to remove one is harmless: it names the segment's
 /// creation time, so it can never be taken for a later segment's index.
-fn remove_stale_indexes(segments: &[Arc<Segment>], indexes: Vec<(u64, PathBuf)>) {
+fn remove_stale_indexes(segments: &[Arc<Segment>], indexes: IndexFiles) {
     for (id, path) in indexes {
         let kept = segments.iter().any(|s| s.id == id && s.is_sealed());
         if !kept {
