@@ -31,8 +31,8 @@ pub fn run(dir: &Path, summary: &mut Summary) -> CmdResult {
     let (cold, stamps) = seek_seqs(&log, &targets)?;
     let (warm, _) = seek_seqs(&log, &targets)?;
     say!(
-        "    by seq: first pass {} per seek (builds each sealed segment's sparse index, \
-         checking CRCs, on first touch), then {} per seek",
+        "    by seq: first pass {} per seek (loads each sealed segment's sparse index file, \
+         or rebuilds it with a CRC-checked scan, on first touch), then {} per seek",
         duration(cold / SEEKS as u32),
         duration(warm / SEEKS as u32)
     );
