@@ -37,7 +37,8 @@ struct FlushState {
     shutdown: bool,
     /// Writers that started waiting since the current batch was cut.
     arrivals: usize,
-    /// How many writers the previous `msync` released.
+    /// How many writers the next batch can expect: those the previous `msync` released
+    /// plus those that were already waiting for the next one.
     last_batch: usize,
     /// How long the previous flush took.
     last_flush: Duration,
@@ -99,6 +100,9 @@ impl FlushShared {
             }
             !done
         });
+        // The next batch is worth holding open for every writer released now (they will be
+        // back with their next record) plus those already waiting for it.
+        st.last_batch = woken.len() + st.arrivals;
         drop(st);
         for thread in woken {
             thread.unpark();
@@ -239,7 +243,6 @@ fn wait_for_herd<'a>(
             .unwrap_or_else(|p| p.into_inner())
             .0;
     }
-    st.last_batch = st.arrivals;
     st.arrivals = 0;
     st
 }
