@@ -201,7 +201,6 @@ impl Log {
     pub fn reserve(&self, len: usize) -> Result<Reservation<'_>> {
         self.shared.check_writable()?;
         let frame_len = self.frame_len(len)?;
-        debug_assert_eq!(frame_len, reservation::reserved_frame_len(len as u32));
         let (seg, offset, seq) = self.shared.reserve(1, frame_len)?;
         Ok(Reservation::new(&self.shared, seg, offset, seq, len as u32))
     }

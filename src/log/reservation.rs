@@ -11,7 +11,8 @@ use crate::options::Durability;
 /// A frame reserved in the log, to be filled in place and committed.
 ///
 /// The sequence number is fixed at reservation. Until [`Reservation::commit`], readers stop
-/// in front of it (and every later frame). Dropping it uncommitted, including by a panic while
+/// in front of it, and no later record becomes durable: hold a reservation only as long as
+/// it takes to fill it. Dropping it uncommitted, including by a panic while
 /// filling it, turns it into a padding frame that readers skip, so the log never wedges.
 ///
 /// ```
@@ -64,13 +65,13 @@ impl<'a> Reservation<'a> {
         let at = self.offset + PAYLOAD_OFFSET as u64;
         // SAFETY: this range was reserved for this `Reservation` alone and is unpublished, so
         // no other reference to it exists; `&mut self` makes the returned slice unique, and
-        // the `Arc<Segment>` keeps the mapping alive while it is borrowed.
+        // the segment (which outlives the log borrow `'a`) keeps the mapping alive.
         unsafe { map.bytes_mut(at, u64::from(self.payload_len)) }.unwrap_or_default()
     }
 
     /// Publishes the record; with `Durability::Immediate`, returns once it is durable.
     pub fn commit(mut self) -> Result<u64> {
-        self.done = true;
+        // If this fails (it cannot for a segment being written), `Drop` pads the frame.
         let map = self.seg.mapping()?;
         let ts = self.shared.now_ns();
         // SAFETY: the header bytes of the reservation are ours and unpublished.
@@ -82,6 +83,7 @@ impl<'a> Reservation<'a> {
         };
         let lk = frame::len_kind(FrameKind::Record, self.payload_len);
         super::segment::publish_commit_word(map, self.offset, lk);
+        self.done = true;
         if self.shared.durability() == Durability::Immediate {
             self.shared.flush.wait_durable(self.shared, self.seq + 1)?;
         }
@@ -109,9 +111,4 @@ impl std::fmt::Debug for Reservation<'_> {
             .field("len", &self.payload_len)
             .finish()
     }
-}
-
-/// Bytes of the frame for a payload of `len` bytes (used by `Log::reserve`).
-pub(crate) fn reserved_frame_len(len: u32) -> u64 {
-    frame::frame_len(u64::from(len))
 }
