@@ -29,8 +29,10 @@
 //! benchmark's wall time writing gigabytes to the disk, untimed, and the dirty pages of one
 //! sample would throttle the writers of the next.
 
+mod common;
+use common::{bench_base, main_config};
 use std::cell::Cell;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -42,18 +44,6 @@ use mmlog::{Durability, Log, Options};
 const BATCH_64: u64 = 1 << 20;
 /// Appends per timed iteration for 4 KiB payloads: 256 MiB of payload.
 const BATCH_4K: u64 = 64 << 10;
-
-fn main_config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
-/// Where the benchmark logs go.
-fn bench_base() -> PathBuf {
-    std::env::var_os("MMLOG_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from)
-}
 
 /// Drops the page cache of every segment file in the log at `dir` (dirty pages included) by
 /// punching a hole over the whole file, keeping its size. Only for logs about to be thrown

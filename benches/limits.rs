@@ -33,10 +33,11 @@
 //! Files go in a temporary directory under `MMLOG_BENCH_DIR` if set, else under the system
 //! temporary directory: put them on the file system the logs live on.
 
+mod common;
+use common::{bench_base, main_config};
 use std::fs::File;
 use std::hint::black_box;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -48,17 +49,6 @@ use memmap2::MmapMut;
 const PAGE: usize = 4096;
 /// Bytes of the 24-byte frame header that precede a payload.
 const FRAME_HEADER: usize = 24;
-
-fn main_config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
-fn bench_base() -> PathBuf {
-    std::env::var_os("MMLOG_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from)
-}
 
 /// A new file of `len` bytes, allocated with `fallocate` (like a segment), and its directory.
 fn fallocated(len: u64) -> (tempfile::TempDir, File) {

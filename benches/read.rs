@@ -13,6 +13,8 @@
 //! The logs are built once per run, untimed, in a temporary directory under `MMLOG_BENCH_DIR`
 //! if set, else under the system temporary directory.
 
+mod common;
+use common::{bench_base, main_config};
 use std::fs::File;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -23,17 +25,6 @@ use mmlog::{Durability, Log, Options};
 use tempfile::TempDir;
 
 const SEGMENT: u64 = 64 << 20;
-
-fn main_config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
-fn bench_base() -> PathBuf {
-    std::env::var_os("MMLOG_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from)
-}
 
 fn options() -> Options {
     Options::default()
