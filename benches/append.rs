@@ -265,17 +265,25 @@ fn buffered_4k(c: &mut Criterion) {
 fn immediate(c: &mut Criterion) {
     let payload = [0xC3u8; 64];
     let mut g = c.benchmark_group("append_64b");
+    // One iteration: every writer appends ROUNDS times, each append waiting until it is
+    // durable. Enough rounds that the ramp at the start (the flusher does not know yet how
+    // many writers there are) and at the end (threads finish one by one) do not dominate.
+    const ROUNDS: u64 = 50;
     for writers in [4usize, 64, 1000] {
-        // One iteration: every writer appends once (and waits until it is durable).
-        g.throughput(Throughput::Elements(writers as u64));
+        g.throughput(Throughput::Elements(writers as u64 * ROUNDS));
         let totals = Cell::new((0u64, 0u64));
         g.bench_with_input(
             BenchmarkId::new("immediate", writers),
             &writers,
             |b, &writers| {
                 b.iter_custom(|iters| {
-                    let run =
-                        run_writers(Durability::Immediate, 64 << 20, writers, iters, &payload);
+                    let run = run_writers(
+                        Durability::Immediate,
+                        64 << 20,
+                        writers,
+                        iters * ROUNDS,
+                        &payload,
+                    );
                     let (a, m) = totals.get();
                     totals.set((a + run.appends, m + run.msyncs));
                     run.elapsed
