@@ -2,6 +2,7 @@
 
 mod append;
 mod corruption;
+mod exhaustive;
 mod full_disk;
 mod model;
 mod support;
