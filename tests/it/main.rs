@@ -3,6 +3,6 @@
 mod append;
 mod corruption;
 mod exhaustive;
-mod full_disk;
+mod fs_faults;
 mod model;
 mod support;
