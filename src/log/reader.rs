@@ -212,6 +212,10 @@ impl Reader {
 
     /// Checks the published frame at `offset`: bounds, CRC, sequence number. Returns its
     /// sequence number, timestamp and length.
+    ///
+    /// This repeats `Segment::checked_frame` on purpose: it reads through the reader's own
+    /// mapping handle and returns only three integers, and routing the scan through the
+    /// segment's version measured 35% slower on 64-byte records (`cargo bench --bench read`).
     #[inline]
     fn check(
         &self,
