@@ -39,6 +39,8 @@
 #![deny(missing_docs)]
 
 mod error;
+#[doc(hidden)]
+pub mod failpoint;
 pub mod format;
 pub mod inspect;
 mod log;
@@ -47,7 +49,12 @@ mod storage;
 pub(crate) mod sync;
 
 pub use error::{CorruptionKind, Error, Result};
-pub use log::{Log, LogStats, Reader, Record, RecoveryReport, Reservation, Truncation};
+pub use log::{
+    ArchivedSegment, CONSUMER_NAME_MAX, Checkpoint, CheckpointInfo, CompactionReport, DiskUsage,
+    HeldBy, Log, LogStats, Reader, Record, RecoveryReport, Reservation, SkippedCheckpoint,
+    Truncation,
+};
 pub use options::{
-    Durability, Options, SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN, Timestamps,
+    ArchiveMode, Durability, Options, Retention, SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX,
+    SEGMENT_SIZE_MIN, Timestamps,
 };

@@ -44,6 +44,113 @@ pub enum Timestamps {
     Precise,
 }
 
+/// What compaction does with a segment that leaves the live window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ArchiveMode {
+    /// Delete it: its disk space is freed (once no open reader still maps it).
+    #[default]
+    Delete,
+    /// Move it to `<dir>/archive/` unchanged. It stays readable through the same reader API.
+    Move,
+    /// Compress it (LZ4) into `<dir>/archive/`. It stays readable through the same reader API;
+    /// entering it costs a decompression.
+    Compress,
+}
+
+/// Which records compaction may drop from the live log, and when it runs.
+///
+/// Compaction removes whole sealed segments, oldest first. A segment goes only when
+/// - every record in it is covered by the latest valid checkpoint (unless
+///   [`Retention::require_checkpoint`] is turned off),
+/// - every registered consumer has consumed it ([`Log::register_consumer`](crate::Log::register_consumer)),
+/// - and every *keep* rule that is set lets it go: the last N records, the newest N bytes of
+///   segment files, the records younger than T. Rules combine: a record is kept if any rule
+///   keeps it.
+///
+/// With nothing but the defaults, compaction drops what the latest checkpoint covers.
+///
+/// ```
+/// use std::time::Duration;
+/// use mmlog::{ArchiveMode, Options, Retention};
+/// let options = Options::default().retention(
+///     Retention::default()
+///         .keep_records(1_000_000)
+///         .keep_age(Duration::from_secs(24 * 3600))
+///         .archive(ArchiveMode::Compress)
+///         .every(Duration::from_secs(60)),
+/// );
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub(crate) keep_records: Option<u64>,
+    pub(crate) keep_bytes: Option<u64>,
+    pub(crate) keep_age: Option<Duration>,
+    pub(crate) require_checkpoint: bool,
+    pub(crate) mode: ArchiveMode,
+    pub(crate) every: Option<Duration>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            keep_records: None,
+            keep_bytes: None,
+            keep_age: None,
+            require_checkpoint: true,
+            mode: ArchiveMode::Delete,
+            every: None,
+        }
+    }
+}
+
+impl Retention {
+    /// Keep at least the last `n` records.
+    #[must_use]
+    pub fn keep_records(mut self, n: u64) -> Self {
+        self.keep_records = Some(n);
+        self
+    }
+
+    /// Keep at least the newest `bytes` of segment files (whole segments, the active one
+    /// included): live segments then take at most `bytes` plus two segments of disk.
+    #[must_use]
+    pub fn keep_bytes(mut self, bytes: u64) -> Self {
+        self.keep_bytes = Some(bytes);
+        self
+    }
+
+    /// Keep at least the records younger than `age` (by their timestamps).
+    #[must_use]
+    pub fn keep_age(mut self, age: Duration) -> Self {
+        self.keep_age = Some(age);
+        self
+    }
+
+    /// Whether records not covered by a checkpoint are kept (default `true`). Turn it off for
+    /// a log used as a plain retention-bounded stream, with no checkpoints.
+    #[must_use]
+    pub fn require_checkpoint(mut self, yes: bool) -> Self {
+        self.require_checkpoint = yes;
+        self
+    }
+
+    /// What happens to segments that leave the live window (default: [`ArchiveMode::Delete`]).
+    #[must_use]
+    pub fn archive(mut self, mode: ArchiveMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Runs compaction in a background thread at this interval (default: only when
+    /// [`Log::compact`](crate::Log::compact) is called).
+    #[must_use]
+    pub fn every(mut self, interval: Duration) -> Self {
+        self.every = Some(interval);
+        self
+    }
+}
+
 /// Options for [`Log::open`](crate::Log::open). Built with chained calls:
 ///
 /// ```
@@ -57,6 +164,8 @@ pub struct Options {
     pub(crate) durability: Durability,
     pub(crate) index_interval: u64,
     pub(crate) timestamps: Timestamps,
+    pub(crate) retention: Retention,
+    pub(crate) keep_checkpoints: usize,
 }
 
 impl Default for Options {
@@ -66,6 +175,8 @@ impl Default for Options {
             durability: Durability::Periodic(Duration::from_millis(100)),
             index_interval: 64,
             timestamps: Timestamps::default(),
+            retention: Retention::default(),
+            keep_checkpoints: 3,
         }
     }
 }
@@ -98,6 +209,21 @@ impl Options {
     #[must_use]
     pub fn timestamps(mut self, timestamps: Timestamps) -> Self {
         self.timestamps = timestamps;
+        self
+    }
+
+    /// What compaction may drop, and when it runs (default: [`Retention::default`]).
+    #[must_use]
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// How many checkpoints to keep (default 3, at least 1); older ones are removed after
+    /// each new checkpoint.
+    #[must_use]
+    pub fn keep_checkpoints(mut self, n: usize) -> Self {
+        self.keep_checkpoints = n;
         self
     }
 
@@ -137,6 +263,14 @@ impl Options {
         {
             return Err(Error::invalid(
                 "periodic durability needs a non-zero interval",
+            ));
+        }
+        if self.keep_checkpoints == 0 {
+            return Err(Error::invalid("keep_checkpoints must be at least 1"));
+        }
+        if self.retention.every.is_some_and(|d| d.is_zero()) {
+            return Err(Error::invalid(
+                "background compaction needs a non-zero interval",
             ));
         }
         Ok(())

@@ -39,7 +39,14 @@ pub struct CheckpointHeader {
 
 /// Encodes a whole checkpoint file: header followed by `blob`.
 pub fn encode(next_seq: u64, timestamp_ns: u64, blob: &[u8]) -> Vec<u8> {
-    let mut out = vec![0u8; CHECKPOINT_HEADER_LEN];
+    let mut out = encode_header(next_seq, timestamp_ns, blob).to_vec();
+    out.extend_from_slice(blob);
+    out
+}
+
+/// Encodes the header of a checkpoint file holding `blob` (the blob follows it).
+pub fn encode_header(next_seq: u64, timestamp_ns: u64, blob: &[u8]) -> [u8; CHECKPOINT_HEADER_LEN] {
+    let mut out = [0u8; CHECKPOINT_HEADER_LEN];
     out[..8].copy_from_slice(&CHECKPOINT_MAGIC);
     out[VERSION_OFFSET..VERSION_OFFSET + 4].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     let hl = CHECKPOINT_HEADER_LEN as u32;
@@ -51,12 +58,31 @@ pub fn encode(next_seq: u64, timestamp_ns: u64, blob: &[u8]) -> Vec<u8> {
     out[BLOB_CRC_OFFSET..BLOB_CRC_OFFSET + 4].copy_from_slice(&checksum(blob).to_le_bytes());
     let crc = checksum(&out[..HEADER_CRC_OFFSET]);
     out[HEADER_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(blob);
     out
 }
 
 /// Decodes and checks a whole checkpoint file; returns the header and the blob.
 pub fn decode(bytes: &[u8]) -> Result<(CheckpointHeader, &[u8]), CorruptionKind> {
+    let header = decode_header(bytes)?;
+    let blob = usize::try_from(header.blob_len)
+        .ok()
+        .and_then(|len| bytes.get(CHECKPOINT_HEADER_LEN..CHECKPOINT_HEADER_LEN.checked_add(len)?))
+        .ok_or(CorruptionKind::Truncated {
+            what: "checkpoint blob",
+        })?;
+    let stored = le_u32(bytes, BLOB_CRC_OFFSET);
+    let actual = checksum(blob);
+    if stored != actual {
+        return Err(CorruptionKind::ChecksumMismatch {
+            expected: stored,
+            actual,
+        });
+    }
+    Ok((header, blob))
+}
+
+/// Decodes and checks the header of a checkpoint file (not the blob).
+pub fn decode_header(bytes: &[u8]) -> Result<CheckpointHeader, CorruptionKind> {
     let Some(h) = bytes.get(..CHECKPOINT_HEADER_LEN) else {
         return Err(CorruptionKind::Truncated {
             what: "checkpoint header",
@@ -70,26 +96,18 @@ pub fn decode(bytes: &[u8]) -> Result<(CheckpointHeader, &[u8]), CorruptionKind>
             value: header_len.into(),
         });
     }
-    let header = CheckpointHeader {
-        next_seq: le_u64(h, NEXT_SEQ_OFFSET),
-        timestamp_ns: le_u64(h, TIMESTAMP_OFFSET),
-        blob_len: le_u64(h, BLOB_LEN_OFFSET),
-    };
-    let blob = usize::try_from(header.blob_len)
-        .ok()
-        .and_then(|len| bytes.get(CHECKPOINT_HEADER_LEN..CHECKPOINT_HEADER_LEN.checked_add(len)?))
-        .ok_or(CorruptionKind::Truncated {
-            what: "checkpoint blob",
-        })?;
-    let stored = le_u32(h, BLOB_CRC_OFFSET);
-    let actual = checksum(blob);
-    if stored != actual {
-        return Err(CorruptionKind::ChecksumMismatch {
-            expected: stored,
-            actual,
+    let next_seq = le_u64(h, NEXT_SEQ_OFFSET);
+    if next_seq == 0 {
+        return Err(CorruptionKind::BadHeaderField {
+            field: "next_seq",
+            value: 0,
         });
     }
-    Ok((header, blob))
+    Ok(CheckpointHeader {
+        next_seq,
+        timestamp_ns: le_u64(h, TIMESTAMP_OFFSET),
+        blob_len: le_u64(h, BLOB_LEN_OFFSET),
+    })
 }
 
 #[cfg(test)]

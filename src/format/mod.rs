@@ -178,7 +178,9 @@
 //!   accepting writes and must be reopened, which recovers from what is on disk.
 //! - The filesystem is local (flock works) and supports `fallocate`.
 
+pub mod archive_file;
 pub mod checkpoint;
+pub mod consumer_file;
 pub mod crc;
 pub mod frame;
 pub mod index_file;
@@ -195,6 +197,10 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"\x89MMLSEG\n";
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"\x89MMLCKP\n";
 /// Magic of a segment's sparse index file.
 pub const INDEX_MAGIC: [u8; 8] = *b"\x89MMLIDX\n";
+/// Magic of a consumer position file.
+pub const CONSUMER_MAGIC: [u8; 8] = *b"\x89MMLPOS\n";
+/// Magic of a compressed archived segment.
+pub const ARCHIVE_MAGIC: [u8; 8] = *b"\x89MMLARZ\n";
 /// Magic of the lock file.
 pub const LOCK_MAGIC: [u8; 8] = *b"\x89MMLLCK\n";
 

@@ -7,6 +7,10 @@
 //! - The durable watermark covers only that prefix, and segments become durable in order.
 //! - Nothing mmlog hands out as `&[u8]` is ever written again while the file exists.
 
+mod archive;
+mod checkpoints;
+mod compaction;
+mod consumers;
 mod flusher;
 #[cfg(all(test, loom))]
 mod loom_model;
@@ -25,18 +29,25 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use archive::ArchivedSegment;
+pub use checkpoints::{Checkpoint, CheckpointInfo, SkippedCheckpoint};
+pub use compaction::{CompactionReport, HeldBy};
+pub use consumers::CONSUMER_NAME_MAX;
 pub use reader::{Reader, Record};
 pub use recovery::{RecoveryReport, Truncation};
 pub use reservation::Reservation;
 
-use crate::error::{Error, Result};
+use crate::error::{CorruptionKind, Error, Result};
 use crate::format::frame::{self, FRAME_HEADER_LEN};
 use crate::format::segment_header::{SEGMENT_HEADER_LEN, SegmentHeader};
 use crate::options::{Durability, Options};
 use crate::storage::fs as sfs;
 use crate::storage::mmap::Mapping;
+use archive::Archive;
+use checkpoints::CheckpointStore;
+use consumers::Consumers;
 use segment::Segment;
-use shared::Shared;
+use shared::{Shared, Stores};
 
 /// An open log: a directory of segment files owned by this process.
 ///
@@ -63,6 +74,7 @@ pub struct Log {
     shared: Arc<Shared>,
     flusher: Option<JoinHandle<()>>,
     preparer: Option<JoinHandle<()>>,
+    compactor: Option<JoinHandle<()>>,
     report: RecoveryReport,
     /// Holds the directory's `flock` until the log is closed. Readers may outlive the log:
     /// they keep their mappings, and a later owner never rewrites bytes a reader was given.
@@ -83,6 +95,24 @@ pub struct LogStats {
     pub durable_next: u64,
     /// `msync` calls made by the flusher since open.
     pub msync_count: u64,
+    /// Segments taken out of the live log by compaction since open.
+    pub segments_compacted: usize,
+    /// Background compactions run since open.
+    pub background_compactions: u64,
+    /// The error of the last background compaction, if it failed.
+    pub background_compaction_error: Option<String>,
+}
+
+/// Bytes a log takes on disk, by directory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DiskUsage {
+    /// Live segment files, the pre-allocated spare and index files included.
+    pub segments: u64,
+    /// Checkpoint files.
+    pub checkpoints: u64,
+    /// Archived segments.
+    pub archive: u64,
 }
 
 impl Log {
@@ -101,6 +131,7 @@ impl Log {
         let segments_dir = dir.join(sfs::SEGMENTS_DIR);
         let mut rec = recovery::recover(&segments_dir, options.index_interval)?;
         rec.report.created = created;
+        let stores = open_stores(&dir, &options, &mut rec)?;
         if rec.tail_complete || rec.segments.is_empty() {
             let seg = start_segment(&segments_dir, rec.segments.last(), options.segment_size)?;
             rec.segments.push(seg);
@@ -120,11 +151,13 @@ impl Log {
             Arc::clone(&commit_from),
             floor,
             next_seq,
+            stores,
         )?);
         let mut log = Log {
             shared,
             flusher: None,
             preparer: None,
+            compactor: None,
             report: rec.report,
             lock_file: Some(lock_file),
         };
@@ -150,6 +183,15 @@ impl Log {
                 })
                 .map_err(|e| Error::io("spawn preallocator", &self.shared.dir, e))?,
         );
+        if let Some(every) = self.shared.options.retention.every {
+            let s = Arc::clone(&self.shared);
+            self.compactor = Some(
+                std::thread::Builder::new()
+                    .name("mmlog-compactor".into())
+                    .spawn(move || compaction::run(&s, every))
+                    .map_err(|e| Error::io("spawn compactor", &self.shared.dir, e))?,
+            );
+        }
         Ok(())
     }
 
@@ -266,6 +308,166 @@ impl Log {
         Reader::at_time(Arc::clone(&self.shared), ts)
     }
 
+    /// Writes a checkpoint: `data`, an opaque state that reflects records `0..=seq`.
+    ///
+    /// First makes records up to `seq` durable (a checkpoint must never describe records a
+    /// crash could lose), then writes the file atomically: temporary file, `fsync`, rename,
+    /// directory `fsync`. Keeps the newest [`Options::keep_checkpoints`] checkpoints. Writers
+    /// are not stopped.
+    ///
+    /// Fails with [`Error::InvalidArgument`] if record `seq` is not committed yet.
+    pub fn checkpoint(&self, seq: u64, data: &[u8]) -> Result<CheckpointInfo> {
+        match self.last_seq() {
+            Some(last) if seq <= last => {}
+            last => {
+                return Err(Error::invalid(format!(
+                    "cannot checkpoint at {seq}: the last committed record is {last:?}"
+                )));
+            }
+        }
+        self.shared.flush.wait_durable(&self.shared, seq + 1)?;
+        let ts = reader::timestamp_of(Arc::clone(&self.shared), seq)?;
+        self.shared.checkpoints.write(seq, ts, data)
+    }
+
+    /// The newest valid checkpoint, or `None`. Damaged checkpoint files are skipped (see
+    /// [`Checkpoint::skipped`]), never trusted.
+    pub fn latest_checkpoint(&self) -> Result<Option<Checkpoint>> {
+        self.shared.checkpoints.newest(u64::MAX, |_| true)
+    }
+
+    /// The newest valid checkpoint covering no record after `seq`.
+    pub fn checkpoint_at_or_before(&self, seq: u64) -> Result<Option<Checkpoint>> {
+        self.shared.checkpoints.newest(seq, |_| true)
+    }
+
+    /// The newest valid checkpoint whose last record is no later than `time`.
+    pub fn checkpoint_at_or_before_time(&self, time: SystemTime) -> Result<Option<Checkpoint>> {
+        let ts = time
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        self.shared
+            .checkpoints
+            .newest(u64::MAX, |c| c.timestamp_ns <= ts)
+    }
+
+    /// Every checkpoint file, oldest first: the valid ones, and the damaged ones with what
+    /// is wrong with them.
+    pub fn checkpoints(&self) -> Result<(Vec<CheckpointInfo>, Vec<SkippedCheckpoint>)> {
+        let mut valid = Vec::new();
+        let mut damaged = Vec::new();
+        for entry in self.shared.checkpoints.list()? {
+            match entry {
+                Ok(info) => valid.push(info),
+                Err(skipped) => damaged.push(skipped),
+            }
+        }
+        Ok((valid, damaged))
+    }
+
+    /// The newest valid checkpoint and a reader at the first record after it: rebuilding
+    /// state costs only the records since the checkpoint. Without a checkpoint, the reader
+    /// starts at record 0.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmlog::Error> {
+    /// # let dir = tempfile::tempdir().map_err(|e| mmlog::Error::io("tempdir", ".", e))?;
+    /// let log = mmlog::Log::open(dir.path(), mmlog::Options::default())?;
+    /// for i in 1..=100u64 {
+    ///     log.append(&i.to_le_bytes())?;
+    /// }
+    /// let sum: u64 = (1..=50).sum();
+    /// log.checkpoint(49, &sum.to_le_bytes())?; // state after records 0..=49
+    ///
+    /// let (cp, mut reader) = log.read_from_checkpoint()?;
+    /// let mut state = cp.map_or(0, |c| u64::from_le_bytes(c.data().try_into().unwrap()));
+    /// while let Some(rec) = reader.next() {
+    ///     state += u64::from_le_bytes(rec?.payload().try_into().unwrap());
+    /// }
+    /// assert_eq!(state, (1..=100).sum());
+    /// # Ok(()) }
+    /// ```
+    pub fn read_from_checkpoint(&self) -> Result<(Option<Checkpoint>, Reader)> {
+        let cp = self.latest_checkpoint()?;
+        let from = cp.as_ref().map_or(0, |c| c.seq() + 1);
+        let reader = self.read_from(from)?;
+        Ok((cp, reader))
+    }
+
+    /// Applies the retention policy now (see [`Retention`](crate::Retention)): the oldest
+    /// sealed segments that nothing needs any more leave the live log, archived or deleted.
+    /// Appends and readers go on meanwhile; a reader inside a segment being removed keeps
+    /// reading it.
+    ///
+    /// Everything after the latest checkpoint stays readable with [`Log::read_from`], before
+    /// and after a reopen.
+    pub fn compact(&self) -> Result<CompactionReport> {
+        compaction::compact(&self.shared)
+    }
+
+    /// Registers a named consumer at position `next_seq` (the first record it has not
+    /// consumed), unless it exists; returns its position. Compaction keeps every record
+    /// from the smallest consumer position on, across restarts.
+    pub fn register_consumer(&self, name: &str, next_seq: u64) -> Result<u64> {
+        self.check_position(next_seq)?;
+        self.shared.consumers.register(name, next_seq)
+    }
+
+    /// Stores consumer `name`'s position durably: it has consumed every record before
+    /// `next_seq`.
+    pub fn commit_consumer(&self, name: &str, next_seq: u64) -> Result<()> {
+        self.check_position(next_seq)?;
+        self.shared.consumers.commit(name, next_seq)
+    }
+
+    /// The position of consumer `name`, if registered.
+    pub fn consumer_position(&self, name: &str) -> Option<u64> {
+        self.shared.consumers.position(name)
+    }
+
+    /// Removes consumer `name`; returns whether it existed.
+    pub fn remove_consumer(&self, name: &str) -> Result<bool> {
+        self.shared.consumers.remove(name)
+    }
+
+    /// Every registered consumer and its position, by name.
+    pub fn consumers(&self) -> Vec<(String, u64)> {
+        self.shared.consumers.list()
+    }
+
+    fn check_position(&self, next_seq: u64) -> Result<()> {
+        let end = self.last_seq().map_or(0, |s| s + 1);
+        if next_seq > end {
+            return Err(Error::invalid(format!(
+                "position {next_seq} is after the end of the log ({end})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The archived segments, oldest first, and a description of each archive file that
+    /// failed its header checks.
+    pub fn archived_segments(&self) -> Result<(Vec<ArchivedSegment>, Vec<String>)> {
+        self.shared.archive.list()
+    }
+
+    /// Bytes on disk: live segment files (spare and index files included), checkpoints, and
+    /// the archive. Reads the directories.
+    pub fn disk_usage(&self) -> DiskUsage {
+        let segments = std::fs::read_dir(&self.shared.segments_dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        DiskUsage {
+            segments,
+            checkpoints: self.shared.checkpoints.disk_bytes(),
+            archive: self.shared.archive.disk_bytes(),
+        }
+    }
+
     /// What recovery found and did when this log was opened.
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.report
@@ -280,6 +482,9 @@ impl Log {
             committed_next: self.last_seq().map_or(0, |s| s + 1),
             durable_next: self.shared.flush.durable_next.load(Ordering::Acquire),
             msync_count: self.shared.flush.msync_count.load(Ordering::Relaxed),
+            segments_compacted: self.shared.retired_count(),
+            background_compactions: self.shared.compactor.runs.load(Ordering::Relaxed),
+            background_compaction_error: shared::lock(&self.shared.compactor.last_error).clone(),
         }
     }
 
@@ -295,6 +500,10 @@ impl Log {
     }
 
     fn shutdown(&mut self) -> Result<()> {
+        if let Some(h) = self.compactor.take() {
+            self.shared.compactor.shutdown();
+            let _ = h.join();
+        }
         if let Some(h) = self.flusher.take() {
             self.shared.flush.shutdown();
             let _ = h.join();
@@ -334,6 +543,39 @@ impl std::fmt::Debug for Log {
             .field("path", &self.shared.dir)
             .finish_non_exhaustive()
     }
+}
+
+/// Opens the checkpoint, consumer and archive stores, and clears what an interrupted
+/// checkpoint, compaction or archival left behind (reported in `rec.report.removed_files`).
+fn open_stores(dir: &Path, options: &Options, rec: &mut recovery::Recovered) -> Result<Stores> {
+    let next_seq = rec.report.next_seq;
+    let checkpoints = CheckpointStore::open(dir, options.keep_checkpoints)?;
+    // A checkpoint is written only once the records it covers are durable, so one that
+    // covers records the log no longer has describes a log that is gone.
+    let beyond = checkpoints.remove_beyond(next_seq)?;
+    rec.report.removed_files.extend(beyond);
+    let archive = Archive::new(dir);
+    match rec.segments.first() {
+        Some(first) => {
+            let leftovers = archive.clean_up(first.id)?;
+            rec.report.removed_files.extend(leftovers);
+        }
+        None => {
+            if let Some(last) = archive.list()?.0.last() {
+                let kind = CorruptionKind::MissingSegment {
+                    segment_id: last.id + 1,
+                };
+                return Err(Error::corrupt(dir.join(sfs::SEGMENTS_DIR), 0, kind));
+            }
+        }
+    }
+    let first_seq = rec.segments.first().map_or(0, |s| s.base_seq);
+    let consumers = Consumers::open(dir, first_seq)?;
+    Ok(Stores {
+        checkpoints,
+        consumers,
+        archive,
+    })
 }
 
 /// Creates and activates the segment that follows `prev` (or the first one of a new log).

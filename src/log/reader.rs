@@ -99,69 +99,111 @@ impl Reader {
     pub(crate) fn at_seq(shared: Arc<Shared>, seq: u64) -> Result<Reader> {
         let segs = shared.segments();
         let first = segs.first().map_or(0, |s| s.base_seq);
-        if seq < first {
+        let id = if seq < first {
+            match shared.archive.find_seq(seq)? {
+                Some(e) => e.id,
+                None => {
+                    return Err(Error::invalid(format!(
+                        "sequence number {seq} is before the first record in the log ({first})"
+                    )));
+                }
+            }
+        } else {
+            let i = segs
+                .partition_point(|s| s.base_seq <= seq)
+                .saturating_sub(1);
+            match segs.get(i) {
+                Some(s) => s.id,
+                None => return Err(Error::invalid("log has no segments")),
+            }
+        };
+        drop(segs);
+        let Some((seg, map)) = shared.segment_for_read(id)? else {
             return Err(Error::invalid(format!(
-                "sequence number {seq} is before the first record in the log ({first})"
+                "sequence number {seq} was compacted away"
             )));
-        }
-        let i = segs
-            .partition_point(|s| s.base_seq <= seq)
-            .saturating_sub(1);
-        let Some(seg) = segs.get(i).cloned() else {
-            return Err(Error::invalid("log has no segments"));
         };
         prepare_index(&shared, &seg)?;
         let at = seg.seek_seq(seq);
-        Reader::positioned(shared, seg, at, Skip::SeqBelow(seq))
+        Ok(Reader::positioned(
+            shared,
+            seg,
+            map,
+            at,
+            Skip::SeqBelow(seq),
+        ))
     }
 
     pub(crate) fn at_time(shared: Arc<Shared>, ts: u64) -> Result<Reader> {
         let segs = shared.segments();
         shared.advance_committed()?;
-        // The first segment holding a timestamp >= ts holds the first such record.
-        let mut chosen = segs.last().cloned();
-        for seg in &segs {
-            let max_ts = match seg.sealed_max_ts() {
-                Some(max_ts) => max_ts,
-                None => {
-                    prepare_index(&shared, seg)?;
-                    seg.index_times().1
+        let first_live = segs.first().map_or(0, |s| s.id);
+        // The first segment holding a timestamp >= ts holds the first such record: look in
+        // the archive first, then in the live segments.
+        let mut chosen = match shared.archive.find_time(ts)? {
+            Some(e) if e.id < first_live => Some(e.id),
+            _ => None,
+        };
+        if chosen.is_none() {
+            chosen = segs.last().map(|s| s.id);
+            for seg in &segs {
+                let max_ts = match seg.sealed_max_ts() {
+                    Some(max_ts) => max_ts,
+                    None => {
+                        prepare_index(&shared, seg)?;
+                        seg.index_times().1
+                    }
+                };
+                if max_ts >= ts {
+                    chosen = Some(seg.id);
+                    break;
                 }
-            };
-            if max_ts >= ts {
-                chosen = Some(Arc::clone(seg));
-                break;
             }
         }
-        let Some(seg) = chosen else {
+        drop(segs);
+        let found = match chosen {
+            Some(id) => shared.segment_for_read(id)?,
+            None => None,
+        };
+        let Some((seg, map)) = found else {
             return Err(Error::invalid("log has no segments"));
         };
         prepare_index(&shared, &seg)?;
         let at = seg.seek_time(ts);
-        Reader::positioned(shared, seg, at, Skip::TimeBelow(ts))
+        Ok(Reader::positioned(
+            shared,
+            seg,
+            map,
+            at,
+            Skip::TimeBelow(ts),
+        ))
     }
 
     /// A reader at frame `(offset, next_seq)` of `seg`.
     fn positioned(
         shared: Arc<Shared>,
         seg: Arc<Segment>,
+        map: Arc<Mapping>,
         at: (u64, u64),
         skip: Skip,
-    ) -> Result<Reader> {
-        let map = Arc::clone(seg.mapping()?);
-        Ok(Reader {
+    ) -> Reader {
+        Reader {
             shared,
             seg,
             map,
             offset: at.0,
             next_seq: at.1,
             skip,
-        })
+        }
     }
 
-    /// The sequence number of the next frame this reader will look at.
+    /// The sequence number of the next record this reader can return (records are returned
+    /// in order; it may be a later one if that one was abandoned as padding).
     pub fn next_seq(&self) -> u64 {
-        self.next_seq
+        match self.skip {
+            Skip::SeqBelow(s) => s.max(self.next_seq),
+            _ => self.next_seq,
+        }
     }
 
     /// The next committed record, `None` if there is none yet, or an error (with file and
@@ -320,9 +362,7 @@ impl Reader {
     fn ready(&self) -> bool {
         match self.word() {
             Ok(Some(Word::Unwritten)) => false,
-            Ok(None | Some(Word::EndOfSegment)) => {
-                self.shared.segment_by_id(self.seg.id + 1).is_some()
-            }
+            Ok(None | Some(Word::EndOfSegment)) => self.shared.next_segment_exists(self.seg.id),
             Ok(Some(Word::Frame { .. })) | Err(_) => true,
         }
     }
@@ -340,7 +380,7 @@ impl Reader {
                 crc,
             }),
             None | Some(Word::EndOfSegment) => {
-                let Some(next) = self.shared.segment_by_id(self.seg.id + 1) else {
+                let Some((next, map)) = self.shared.segment_for_read(self.seg.id + 1)? else {
                     return Ok(Step::Empty);
                 };
                 if next.base_seq != self.next_seq {
@@ -351,10 +391,35 @@ impl Reader {
                     return Err(Error::corrupt(&next.path, 0, kind));
                 }
                 prepare_index(&self.shared, &next)?;
-                self.map = Arc::clone(next.mapping()?);
+                self.map = map;
                 self.seg = next;
                 self.offset = SEGMENT_HEADER_LEN as u64;
                 Ok(Step::Moved)
+            }
+        }
+    }
+}
+
+/// The timestamp of committed frame `seq` (a padding frame's counts too).
+pub(crate) fn timestamp_of(shared: Arc<Shared>, seq: u64) -> Result<u64> {
+    let mut r = Reader::at_seq(shared, seq)?;
+    loop {
+        match r.step()? {
+            Step::Empty => {
+                return Err(Error::invalid(format!("record {seq} is not committed")));
+            }
+            Step::Moved => {}
+            Step::Frame {
+                kind,
+                payload_len,
+                crc,
+            } => {
+                let (s, ts, len) = r.check(r.offset, kind, payload_len, crc)?;
+                if s == seq {
+                    return Ok(ts);
+                }
+                r.offset += len;
+                r.next_seq += 1;
             }
         }
     }

@@ -179,7 +179,7 @@ pub(crate) fn recover(segments_dir: &Path, index_interval: u64) -> Result<Recove
             }
             max_ts = max_ts.max(seal.max_ts);
             report.sealed_segments_trusted += 1;
-            segments.push(Arc::new(sealed_segment(header, f.path, seal)));
+            segments.push(Arc::new(Segment::from_seal(header, seal, f.path, None)));
             continue;
         }
         let scanned = scan_segment(&f, header, index_interval, next_base, &mut report)?;
@@ -386,27 +386,6 @@ fn check_identities(found: &[Found]) -> Result<()> {
         prev = Some(f.id);
     }
     Ok(())
-}
-
-fn sealed_segment(header: SegmentHeader, path: PathBuf, seal: Seal) -> Segment {
-    let next_seq = header.base_seq + seal.record_count;
-    let completion = Completion {
-        record_count: seal.record_count,
-        end_offset: seal.end_offset,
-    };
-    let index = SegmentIndex::empty(SEGMENT_HEADER_LEN as u64, header.base_seq);
-    let seg = Segment::recovered(
-        header,
-        path,
-        None,
-        next_seq,
-        seal.end_offset,
-        Some(completion),
-        true,
-        index,
-    );
-    seg.mark_sealed(seal.max_ts);
-    seg
 }
 
 struct Scanned {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::segment::Segment;
 use super::shared::Shared;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::frame::{self, FrameKind, PAYLOAD_OFFSET};
 use crate::options::Durability;
 
@@ -59,7 +59,7 @@ impl<'a> Reservation<'a> {
 
     /// The payload bytes, in the mapping, initially zero. Write the record here.
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        let Ok(map) = self.seg.mapping() else {
+        let Some(map) = self.seg.writer_map() else {
             return &mut [];
         };
         let at = self.offset + PAYLOAD_OFFSET as u64;
@@ -71,8 +71,12 @@ impl<'a> Reservation<'a> {
 
     /// Publishes the record; with `Durability::Immediate`, returns once it is durable.
     pub fn commit(mut self) -> Result<u64> {
-        // If this fails (it cannot for a segment being written), `Drop` pads the frame.
-        let map = self.seg.mapping()?;
+        // A segment being written always has a writer mapping; if not, `Drop` pads the frame.
+        let Some(map) = self.seg.writer_map() else {
+            return Err(Error::invalid(
+                "reservation in a segment without a writable mapping",
+            ));
+        };
         let ts = self.shared.now_ns();
         // SAFETY: the header bytes of the reservation are ours and unpublished.
         unsafe {

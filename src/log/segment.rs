@@ -6,8 +6,10 @@
 
 use std::fs::OpenOptions;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU64 as StdAtomicU64, Ordering as StdOrdering,
+};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crossbeam_utils::CachePadded;
 
@@ -15,7 +17,7 @@ use super::tail::Tail;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::frame::{self, FrameKind, Word};
 use crate::format::index_file;
-use crate::format::segment_header::{SEGMENT_HEADER_LEN, SegmentHeader};
+use crate::format::segment_header::{SEGMENT_HEADER_LEN, Seal, SegmentHeader};
 use crate::storage::fs as sfs;
 use crate::storage::mmap::Mapping;
 use crate::sync::Ordering;
@@ -60,7 +62,7 @@ pub(crate) struct Segment {
     pub(crate) path: PathBuf,
     pub(crate) capacity: u64,
     pub(crate) base_seq: u64,
-    map: OnceLock<Arc<Mapping>>,
+    map: MapSlot,
     pub(crate) tail: CachePadded<Tail>,
     completion: OnceLock<Completion>,
     sealed: AtomicBool,
@@ -93,7 +95,7 @@ impl Segment {
             path,
             capacity: header.capacity,
             base_seq: header.base_seq,
-            map: OnceLock::from(map),
+            map: MapSlot::writable(map),
             tail: CachePadded::new(Tail::new(0, start)),
             completion: OnceLock::new(),
             sealed: AtomicBool::new(false),
@@ -120,17 +122,13 @@ impl Segment {
         if let Some(c) = completion {
             let _ = completion_lock.set(c);
         }
-        let map_lock = OnceLock::new();
-        if let Some(m) = map {
-            let _ = map_lock.set(Arc::new(m));
-        }
         Segment {
             id: header.segment_id,
             created_ns: header.created_ns,
             path,
             capacity: header.capacity,
             base_seq: header.base_seq,
-            map: map_lock,
+            map: map.map_or_else(MapSlot::lazy, |m| MapSlot::writable(Arc::new(m))),
             tail: CachePadded::new(Tail::new(next_seq - header.base_seq, end_offset)),
             completion: completion_lock,
             sealed: AtomicBool::new(sealed),
@@ -140,11 +138,55 @@ impl Segment {
         }
     }
 
-    /// The mapping, created on first use for segments from earlier runs (read-only).
-    pub(crate) fn mapping(&self) -> Result<&Arc<Mapping>> {
-        if let Some(m) = self.map.get() {
-            return Ok(m);
+    /// A sealed segment from disk, trusted through its seal: live segments from an earlier
+    /// run, and archived ones. `map` is given for compressed archived segments (decompressed
+    /// into memory); the others are mapped from `path` on first use.
+    pub(crate) fn from_seal(
+        header: SegmentHeader,
+        seal: Seal,
+        path: PathBuf,
+        map: Option<Mapping>,
+    ) -> Segment {
+        let completion = Completion {
+            record_count: seal.record_count,
+            end_offset: seal.end_offset,
+        };
+        let seg = Segment::recovered(
+            header,
+            path,
+            None,
+            header.base_seq + seal.record_count,
+            seal.end_offset,
+            Some(completion),
+            true,
+            SegmentIndex::empty(SEGMENT_HEADER_LEN as u64, header.base_seq),
+        );
+        if let Some(m) = map {
+            *seg.map.owner.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(m));
         }
+        seg.mark_sealed(seal.max_ts);
+        seg
+    }
+
+    /// The mapping, created on first use for segments from earlier runs (read-only). Fails
+    /// once the segment is retired (see [`Segment::retire`]).
+    pub(crate) fn mapping(&self) -> Result<Arc<Mapping>> {
+        let mut slot = self.map.owner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = slot.as_ref() {
+            return Ok(Arc::clone(m));
+        }
+        if self.map.retired.load(StdOrdering::Acquire) {
+            return Err(Error::invalid(format!(
+                "segment {} was compacted away",
+                self.id
+            )));
+        }
+        let m = Arc::new(self.map_file()?);
+        *slot = Some(Arc::clone(&m));
+        Ok(m)
+    }
+
+    fn map_file(&self) -> Result<Mapping> {
         let file = OpenOptions::new()
             .read(true)
             .open(&self.path)
@@ -162,9 +204,26 @@ impl Segment {
                 },
             ));
         }
-        let m = Mapping::map(&file, self.capacity, false, false)
-            .map_err(|e| Error::io("mmap", &self.path, e))?;
-        Ok(self.map.get_or_init(|| Arc::new(m)))
+        Mapping::map(&file, self.capacity, false, false)
+            .map_err(|e| Error::io("mmap", &self.path, e))
+    }
+
+    /// The mapping of a segment being written, for the append path (no lock, no reference
+    /// count). `None` for segments opened read-only.
+    #[inline]
+    pub(crate) fn writer_map(&self) -> Option<&Mapping> {
+        self.map.writer()
+    }
+
+    /// Drops this segment's own hold on its mapping and index, once compaction has taken it
+    /// out of the live set: readers that are inside it keep their own mapping, and the file's
+    /// disk space is freed when the last of them lets go. The `Segment` value itself stays
+    /// alive (see the invariant on `Shared::segments`), at a few hundred bytes.
+    pub(crate) fn retire(&self) {
+        debug_assert!(self.is_sealed(), "retiring unsealed segment {}", self.id);
+        self.map.release();
+        let mut idx = self.index.write().unwrap_or_else(|p| p.into_inner());
+        idx.entries = Vec::new();
     }
 
     pub(crate) fn completion(&self) -> Option<Completion> {
@@ -199,11 +258,10 @@ impl Segment {
     }
 
     /// Loads and decodes the commit word at `offset` (acquire). `Ok(None)` at the capacity.
-    pub(crate) fn word_at(&self, offset: u64) -> Result<Option<Word>> {
+    fn word_at(&self, map: &Mapping, offset: u64) -> Result<Option<Word>> {
         if offset >= self.capacity {
             return Ok(None);
         }
-        let map = self.mapping()?;
         let Some(w) = map.word(offset) else {
             return Err(self.corrupt(offset, CorruptionKind::Truncated { what: "frame" }));
         };
@@ -215,15 +273,15 @@ impl Segment {
 
     /// Reads the published frame at `offset` and checks it (bounds, CRC, sequence number).
     /// The caller has loaded its commit word as `Word::Frame` with acquire ordering.
-    pub(crate) fn checked_frame(
+    fn checked_frame<'m>(
         &self,
+        map: &'m Mapping,
         offset: u64,
         kind: FrameKind,
         payload_len: u32,
         crc: u32,
         expected_seq: u64,
-    ) -> Result<frame::Frame<'_>> {
-        let map = self.mapping()?;
+    ) -> Result<frame::Frame<'m>> {
         let body_len = frame::covered_len(payload_len);
         let body_at = offset + frame::LEN_KIND_OFFSET as u64;
         // SAFETY: the commit word at `offset` was loaded non-zero with acquire ordering, so the
@@ -274,6 +332,7 @@ impl Segment {
     /// unpublished commit word, at the end of the frames, or (with `verify`) at a bad frame.
     /// Returns the offset and next sequence number reached.
     pub(crate) fn extend_index(&self, interval: u64, verify: bool) -> Result<(u64, u64)> {
+        let map = self.mapping()?;
         let mut idx = self.index.write().unwrap_or_else(|p| p.into_inner());
         let (mut offset, mut seq) = (idx.scanned_offset, idx.scanned_next_seq);
         let limit = self.completion().map_or(self.capacity, |c| c.end_offset);
@@ -282,16 +341,16 @@ impl Segment {
                 kind,
                 payload_len,
                 crc,
-            }) = self.word_at(offset)?
+            }) = self.word_at(&map, offset)?
             else {
                 break;
             };
             let (ts, len) = if verify {
-                let f = self.checked_frame(offset, kind, payload_len, crc, seq)?;
+                let f = self.checked_frame(&map, offset, kind, payload_len, crc, seq)?;
                 (f.timestamp_ns, f.frame_len)
             } else {
                 (
-                    self.timestamp_at(offset)?,
+                    self.timestamp_at(&map, offset)?,
                     frame::frame_len(u64::from(payload_len)),
                 )
             };
@@ -316,8 +375,7 @@ impl Segment {
     }
 
     /// The timestamp of the published frame at `offset`.
-    fn timestamp_at(&self, offset: u64) -> Result<u64> {
-        let map = self.mapping()?;
+    fn timestamp_at(&self, map: &Mapping, offset: u64) -> Result<u64> {
         // SAFETY: the caller loaded this frame's commit word as published (acquire), so its
         // header bytes are immutable.
         let b = unsafe { map.bytes(offset + frame::TIMESTAMP_OFFSET as u64, 8) }
@@ -424,7 +482,7 @@ impl Segment {
     /// by the caller and not yet published.
     #[inline]
     pub(crate) unsafe fn publish_record(&self, offset: u64, seq: u64, ts: u64, payload: &[u8]) {
-        let Some(map) = self.map.get() else {
+        let Some(map) = self.map.writer() else {
             debug_assert!(false, "active segment without mapping");
             return;
         };
@@ -444,7 +502,7 @@ impl Segment {
     ///
     /// As for [`Segment::publish_record`], with `payload_len` the reserved payload length.
     pub(crate) unsafe fn publish_padding(&self, offset: u64, seq: u64, ts: u64, payload_len: u32) {
-        let Some(map) = self.map.get() else { return };
+        let Some(map) = self.map.writer() else { return };
         let st = frame::seq_ts_bytes(seq, ts);
         let lk = frame::len_kind(FrameKind::Padding, payload_len);
         let crc = frame::padding_crc(lk, &st);
@@ -457,7 +515,7 @@ impl Segment {
 
     /// Writes the end marker at `offset` (the start of the first reservation that did not fit).
     pub(crate) fn publish_end_marker(&self, offset: u64) {
-        if let Some(w) = self.map.get().and_then(|m| m.word(offset)) {
+        if let Some(w) = self.map.writer().and_then(|m| m.word(offset)) {
             w.store(frame::END_OF_SEGMENT_WORD, Ordering::Release);
         }
     }
@@ -477,6 +535,60 @@ pub(crate) fn publish_commit_word(map: &Mapping, offset: u64, len_kind: u32) {
     let crc = frame::record_crc(len_kind, body);
     if let Some(w) = map.word(offset) {
         w.store(frame::commit_word(len_kind, crc), Ordering::Release);
+    }
+}
+
+/// A segment's own handle on its mapping.
+///
+/// Readers, the flusher and compaction go through `owner`, a mutex taken once per segment a
+/// reader enters or per flush. Writers go through `writer`, a plain pointer to the same
+/// mapping, so the append path takes no lock and touches no shared reference count.
+struct MapSlot {
+    /// The mapping once made; `None` again after `release`.
+    owner: Mutex<Option<Arc<Mapping>>>,
+    /// The mapping in `owner` if the segment was created writable, else null.
+    ///
+    /// Invariant: non-null only while `owner` holds that same `Arc`. `release` nulls it before
+    /// dropping the `Arc`, and `release` is only called on a sealed segment, every frame of
+    /// which is published; writers only go through `writer` into a reservation they have not
+    /// yet published (or, for the end marker, before the segment is complete), so no writer
+    /// can be using it when it goes.
+    writer: AtomicPtr<Mapping>,
+    retired: AtomicBool,
+}
+
+impl MapSlot {
+    fn writable(map: Arc<Mapping>) -> MapSlot {
+        MapSlot {
+            writer: AtomicPtr::new(Arc::as_ptr(&map).cast_mut()),
+            owner: Mutex::new(Some(map)),
+            retired: AtomicBool::new(false),
+        }
+    }
+
+    fn lazy() -> MapSlot {
+        MapSlot {
+            writer: AtomicPtr::new(std::ptr::null_mut()),
+            owner: Mutex::new(None),
+            retired: AtomicBool::new(false),
+        }
+    }
+
+    #[inline]
+    fn writer(&self) -> Option<&Mapping> {
+        let p = self.writer.load(StdOrdering::Acquire);
+        // SAFETY: a non-null `writer` points into the `Arc<Mapping>` held by `owner`, which is
+        // dropped only after `writer` is nulled, and only for a sealed segment that no writer
+        // uses any more (see the invariant on `writer`).
+        (!p.is_null()).then(|| unsafe { &*p })
+    }
+
+    fn release(&self) {
+        self.retired.store(true, StdOrdering::Release);
+        self.writer
+            .store(std::ptr::null_mut(), StdOrdering::Release);
+        let old = self.owner.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(old);
     }
 }
 

@@ -5,6 +5,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
+use std::time::Duration;
+
+use super::archive::{self, Archive};
+use super::checkpoints::CheckpointStore;
+use super::compaction::CompactionReport;
+use super::consumers::Consumers;
 use super::flusher::FlushShared;
 use super::prealloc::SpareSlot;
 use super::segment::{Completion, Segment};
@@ -12,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::format::segment_header::SegmentHeader;
 use crate::options::{Durability, Options, Timestamps};
 use crate::storage::fs as sfs;
+use crate::storage::mmap::Mapping;
 
 const STATE_OPEN: u8 = 0;
 const STATE_POISONED: u8 = 1;
@@ -39,6 +46,15 @@ pub(crate) struct Shared {
     /// later removes old segments from this list must keep their `Segment` values alive (it
     /// may release their mappings: a writer never touches the mapping of a complete segment).
     segments: RwLock<Vec<Arc<Segment>>>,
+    /// Segments compaction took out of `segments`, kept alive for the invariant above (each
+    /// has released its mapping and index: a few hundred bytes apiece).
+    retired: Mutex<Vec<Arc<Segment>>>,
+    /// Serializes compactions.
+    pub(crate) compaction: Mutex<()>,
+    pub(crate) compactor: Compactor,
+    pub(crate) checkpoints: CheckpointStore,
+    pub(crate) consumers: Consumers,
+    pub(crate) archive: Archive,
     /// Serializes rollovers (never taken on the append path itself).
     rollover: Mutex<()>,
     state: AtomicU8,
@@ -68,6 +84,7 @@ impl Shared {
         commit_from: Arc<Segment>,
         clock_floor: u64,
         durable_next: u64,
+        stores: Stores,
     ) -> Result<Shared> {
         let Some(active) = segments.last().cloned() else {
             return Err(Error::invalid("a log needs at least one segment"));
@@ -79,6 +96,12 @@ impl Shared {
             options,
             active: AtomicPtr::new(Arc::as_ptr(&active).cast_mut()),
             segments: RwLock::new(segments),
+            retired: Mutex::new(Vec::new()),
+            compaction: Mutex::new(()),
+            compactor: Compactor::default(),
+            checkpoints: stores.checkpoints,
+            consumers: stores.consumers,
+            archive: stores.archive,
             rollover: Mutex::new(()),
             state: AtomicU8::new(STATE_OPEN),
             poison_cause: Mutex::new(None),
@@ -158,6 +181,65 @@ impl Shared {
         let seg = segs.get(usize::try_from(id.checked_sub(first)?).ok()?)?;
         debug_assert_eq!(seg.id, id);
         Some(seg.clone())
+    }
+
+    /// Segment `id` and its mapping, for a reader entering it: from the live set (the mapping
+    /// taken while the segment is certainly live), or from the archive for ids before it.
+    pub(crate) fn segment_for_read(&self, id: u64) -> Result<Option<(Arc<Segment>, Arc<Mapping>)>> {
+        let first_live = {
+            let segs = self.segments.read().unwrap_or_else(|p| p.into_inner());
+            let first = segs.first().map_or(0, |s| s.id);
+            if let Some(seg) = id
+                .checked_sub(first)
+                .and_then(|i| usize::try_from(i).ok())
+                .and_then(|i| segs.get(i))
+            {
+                let map = seg.mapping()?;
+                return Ok(Some((Arc::clone(seg), map)));
+            }
+            first
+        };
+        if id >= first_live {
+            return Ok(None);
+        }
+        match self.archive.find_id(id)? {
+            Some(entry) => {
+                let seg = archive::open_segment(&entry)?;
+                let map = seg.mapping()?;
+                Ok(Some((seg, map)))
+            }
+            None => Err(Error::invalid(format!(
+                "segment {id} was compacted away and is not in the archive"
+            ))),
+        }
+    }
+
+    /// Segments compaction took out of the live set since open.
+    pub(crate) fn retired_count(&self) -> usize {
+        lock(&self.retired).len()
+    }
+
+    /// Whether a segment follows segment `id` (live, or archived before the live ones).
+    pub(crate) fn next_segment_exists(&self, id: u64) -> bool {
+        let segs = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        match segs.first() {
+            Some(first) if id + 1 < first.id => true,
+            Some(first) => id + 1 - first.id < segs.len() as u64,
+            None => false,
+        }
+    }
+
+    /// Takes `seg`, the oldest live segment, out of the live set (compaction) and drops its
+    /// mapping; the `Segment` value stays alive in `retired`.
+    pub(crate) fn retire_oldest(&self, seg: &Arc<Segment>) {
+        {
+            let mut segs = self.segments.write().unwrap_or_else(|p| p.into_inner());
+            if segs.first().is_some_and(|s| s.id == seg.id) {
+                let old = segs.remove(0);
+                lock(&self.retired).push(old);
+            }
+        }
+        seg.retire();
     }
 
     /// The active segment.
@@ -240,7 +322,7 @@ impl Shared {
     /// without the background preparation later segments get).
     pub(crate) fn populate_active(&self) {
         let seg = self.active();
-        if let Ok(map) = seg.mapping() {
+        if let Some(map) = seg.writer_map() {
             let from = seg.tail.load().offset;
             map.populate_write(from, seg.capacity.saturating_sub(from));
         }
@@ -295,6 +377,44 @@ impl Shared {
 
     pub(crate) fn durability(&self) -> Durability {
         self.options.durability
+    }
+}
+
+/// The checkpoint, consumer and archive stores of a log, opened before its `Shared`.
+pub(crate) struct Stores {
+    pub(crate) checkpoints: CheckpointStore,
+    pub(crate) consumers: Consumers,
+    pub(crate) archive: Archive,
+}
+
+/// The background compaction thread's controls and its record.
+#[derive(Default)]
+pub(crate) struct Compactor {
+    stop: Mutex<bool>,
+    cv: Condvar,
+    pub(crate) runs: AtomicU64,
+    pub(crate) last_error: Mutex<Option<String>>,
+}
+
+impl Compactor {
+    /// Sleeps `every` (or until shutdown); returns false on shutdown.
+    pub(crate) fn sleep(&self, every: Duration) -> bool {
+        let stop = lock(&self.stop);
+        let (stop, _) = self
+            .cv
+            .wait_timeout_while(stop, every, |s| !*s)
+            .unwrap_or_else(|p| p.into_inner());
+        !*stop
+    }
+
+    pub(crate) fn record(&self, outcome: Result<CompactionReport>) {
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.last_error) = outcome.err().map(|e| e.to_string());
+    }
+
+    pub(crate) fn shutdown(&self) {
+        *lock(&self.stop) = true;
+        self.cv.notify_all();
     }
 }
 

@@ -53,6 +53,14 @@ impl Mapping {
         Ok(Mapping { raw, len })
     }
 
+    /// A private, zero-filled, writable anonymous mapping of `len` bytes: the home of a
+    /// segment decompressed from the archive.
+    pub(crate) fn anonymous(len: u64) -> io::Result<Self> {
+        let ulen = usize::try_from(len).map_err(|_| io::Error::other("segment too large"))?;
+        let raw = MmapRaw::from(MmapOptions::new().len(ulen).map_anon()?);
+        Ok(Mapping { raw, len })
+    }
+
     /// The commit word at `offset`, or `None` if `offset` is not an 8-aligned position with 8
     /// bytes inside the mapping.
     #[inline]

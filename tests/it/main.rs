@@ -1,6 +1,8 @@
 //! Integration tests of the public API: one binary, a module per area.
 
 mod append;
+mod checkpoints;
+mod compaction;
 mod corruption;
 mod exhaustive;
 mod fs_faults;

@@ -1,0 +1,363 @@
+//! Checkpoints: opaque state blobs tagged with the last sequence number they cover, one file
+//! each in `<dir>/checkpoints/`, written atomically and handed back zero-copy.
+//!
+//! A checkpoint file is immutable once it has its final name: it is written as
+//! `<seq>.ckpt.tmp`, synced, renamed, and the directory synced. Nothing opens it for writing
+//! again, which is what makes handing out `&[u8]` into its read-only mapping sound (the
+//! mapping contract in `storage::mmap`). A file that fails any check is skipped and reported,
+//! never trusted.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::shared::lock;
+use crate::error::{CorruptionKind, Error, Result};
+use crate::format::checkpoint::{self, CHECKPOINT_HEADER_LEN};
+use crate::storage::fs as sfs;
+use crate::storage::mmap::Mapping;
+
+/// Name of the checkpoint directory inside a log directory.
+pub(crate) const CHECKPOINTS_DIR: &str = "checkpoints";
+const SUFFIX: &str = ".ckpt";
+const TMP_SUFFIX: &str = ".ckpt.tmp";
+
+/// A checkpoint read back from disk: the state blob and the position it covers.
+///
+/// The blob is a slice of a read-only mapping of the checkpoint file (no copy); its CRC was
+/// checked when the checkpoint was fetched.
+///
+/// ```
+/// # fn main() -> Result<(), mmlog::Error> {
+/// # let dir = tempfile::tempdir().map_err(|e| mmlog::Error::io("tempdir", ".", e))?;
+/// let log = mmlog::Log::open(dir.path(), mmlog::Options::default())?;
+/// for i in 0..10u32 {
+///     log.append(&i.to_le_bytes())?;
+/// }
+/// log.checkpoint(9, b"sum=45")?;
+/// let cp = log.latest_checkpoint()?.expect("a checkpoint");
+/// assert_eq!((cp.seq(), cp.data()), (9, &b"sum=45"[..]));
+/// # Ok(()) }
+/// ```
+pub struct Checkpoint {
+    info: CheckpointInfo,
+    map: Arc<Mapping>,
+    skipped: Vec<SkippedCheckpoint>,
+}
+
+/// What a checkpoint file says about itself (from its header).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckpointInfo {
+    /// The last sequence number the state covers: it reflects records `0..=seq`.
+    pub seq: u64,
+    /// Timestamp of record `seq` (ns since the Unix epoch).
+    pub timestamp_ns: u64,
+    /// Length of the state blob in bytes.
+    pub data_len: u64,
+    /// The checkpoint file.
+    pub path: PathBuf,
+}
+
+/// A checkpoint file that failed a check, and why. It was skipped, never trusted.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct SkippedCheckpoint {
+    /// The file.
+    pub path: PathBuf,
+    /// What was wrong with it.
+    pub error: Error,
+}
+
+impl Checkpoint {
+    /// The last sequence number the state covers: it reflects records `0..=seq`. Replay from
+    /// `seq + 1`.
+    pub fn seq(&self) -> u64 {
+        self.info.seq
+    }
+
+    /// The state blob, zero-copy.
+    pub fn data(&self) -> &[u8] {
+        // SAFETY: a checkpoint file is never written after it gets its final name (module
+        // docs), and `fetch` checked that the mapping holds the whole blob.
+        unsafe {
+            self.map
+                .bytes(CHECKPOINT_HEADER_LEN as u64, self.info.data_len)
+        }
+        .unwrap_or_default()
+    }
+
+    /// Timestamp of record [`Checkpoint::seq`].
+    pub fn timestamp(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.info.timestamp_ns)
+    }
+
+    /// The header fields and the file.
+    pub fn info(&self) -> &CheckpointInfo {
+        &self.info
+    }
+
+    /// Newer checkpoint files that were skipped because they failed a check, newest first.
+    pub fn skipped(&self) -> &[SkippedCheckpoint] {
+        &self.skipped
+    }
+}
+
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoint")
+            .field("info", &self.info)
+            .field("skipped", &self.skipped)
+            .finish()
+    }
+}
+
+/// The checkpoint directory of one log.
+pub(crate) struct CheckpointStore {
+    dir: PathBuf,
+    /// Checkpoints kept; older ones are removed after each write.
+    keep: usize,
+    /// Serializes writes and pruning.
+    write: Mutex<()>,
+}
+
+impl CheckpointStore {
+    /// Opens (creating if needed) `<log_dir>/checkpoints`, removing unfinished writes.
+    pub(crate) fn open(log_dir: &Path, keep: usize) -> Result<CheckpointStore> {
+        let dir = log_dir.join(CHECKPOINTS_DIR);
+        if !dir.is_dir() {
+            std::fs::create_dir(&dir).map_err(|e| Error::io("create dir", &dir, e))?;
+            sfs::sync_dir(log_dir)?;
+        }
+        let store = CheckpointStore {
+            dir,
+            keep: keep.max(1),
+            write: Mutex::new(()),
+        };
+        for (_, path) in store.files(TMP_SUFFIX)? {
+            std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+        }
+        Ok(store)
+    }
+
+    /// Files named `<seq:020><suffix>`, by ascending `seq`.
+    fn files(&self, suffix: &str) -> Result<Vec<(u64, PathBuf)>> {
+        let rd = std::fs::read_dir(&self.dir).map_err(|e| Error::io("read dir", &self.dir, e))?;
+        let mut out = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io("read dir", &self.dir, e))?;
+            let name = entry.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(suffix)) else {
+                continue;
+            };
+            if stem.len() == 20
+                && stem.bytes().all(|b| b.is_ascii_digit())
+                && let Ok(seq) = stem.parse()
+            {
+                out.push((seq, entry.path()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn path(&self, seq: u64) -> PathBuf {
+        self.dir.join(format!("{seq:020}{SUFFIX}"))
+    }
+
+    /// Writes a checkpoint covering records `0..=seq`; the caller made them durable.
+    pub(crate) fn write(&self, seq: u64, timestamp_ns: u64, data: &[u8]) -> Result<CheckpointInfo> {
+        let next_seq = seq
+            .checked_add(1)
+            .ok_or_else(|| Error::invalid("checkpoint sequence number out of range"))?;
+        let _guard = lock(&self.write);
+        let path = self.path(seq);
+        let tmp = path.with_extension("ckpt.tmp");
+        let header = checkpoint::encode_header(next_seq, timestamp_ns, data);
+        let written = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.write_all(&header)?;
+                f.write_all(data)?;
+                f.sync_data()
+            });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(if sfs::is_no_space(&e) {
+                Error::NoSpace { path: tmp }
+            } else {
+                Error::io("write checkpoint", &tmp, e)
+            });
+        }
+        crate::failpoint::hit("checkpoint: written, not renamed")?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
+        sfs::sync_dir(&self.dir)?;
+        self.prune()?;
+        Ok(CheckpointInfo {
+            seq,
+            timestamp_ns,
+            data_len: data.len() as u64,
+            path,
+        })
+    }
+
+    /// Removes the oldest checkpoints beyond the `keep` newest valid ones. Damaged files
+    /// newer than the oldest kept one stay (for inspection); older ones go too.
+    fn prune(&self) -> Result<()> {
+        let files = self.files(SUFFIX)?;
+        let mut valid = 0;
+        let mut cut = None;
+        for (i, (_, path)) in files.iter().enumerate().rev() {
+            if check_header(path).is_ok() {
+                valid += 1;
+                if valid == self.keep {
+                    cut = Some(i);
+                    break;
+                }
+            }
+        }
+        let Some(cut) = cut else { return Ok(()) };
+        for (_, path) in &files[..cut] {
+            crate::failpoint::hit("checkpoint: pruning")?;
+            std::fs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
+        }
+        if cut > 0 {
+            sfs::sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Every checkpoint file by ascending sequence number, each checked in full.
+    pub(crate) fn list(
+        &self,
+    ) -> Result<Vec<std::result::Result<CheckpointInfo, SkippedCheckpoint>>> {
+        let mut out = Vec::new();
+        for (seq, path) in self.files(SUFFIX)? {
+            out.push(fetch(seq, &path).map(|c| c.info));
+        }
+        Ok(out)
+    }
+
+    /// The newest valid checkpoint whose header satisfies `wanted`, checked in full; the
+    /// damaged files passed over on the way are reported in [`Checkpoint::skipped`].
+    /// `max_seq` bounds the candidates by file name before anything is read.
+    pub(crate) fn newest(
+        &self,
+        max_seq: u64,
+        wanted: impl Fn(&CheckpointInfo) -> bool,
+    ) -> Result<Option<Checkpoint>> {
+        let mut skipped = Vec::new();
+        for (seq, path) in self.files(SUFFIX)?.into_iter().rev() {
+            if seq > max_seq {
+                continue;
+            }
+            match fetch(seq, &path) {
+                Ok(mut cp) if wanted(&cp.info) => {
+                    cp.skipped = skipped;
+                    return Ok(Some(cp));
+                }
+                Ok(_) => {}
+                Err(s) => skipped.push(s),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes checkpoints that cover records at or after `next_seq`: the log they describe
+    /// was cut shorter than they are (recovery). Returns the files removed.
+    pub(crate) fn remove_beyond(&self, next_seq: u64) -> Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        for (seq, path) in self.files(SUFFIX)? {
+            if seq >= next_seq {
+                std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+                removed.push(path);
+            }
+        }
+        if !removed.is_empty() {
+            sfs::sync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+
+    /// Bytes used by checkpoint files.
+    pub(crate) fn disk_bytes(&self) -> u64 {
+        self.files(SUFFIX)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(_, p)| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+/// Reads and checks the header of a checkpoint file (not its blob).
+fn check_header(path: &Path) -> Result<checkpoint::CheckpointHeader> {
+    let file = File::open(path).map_err(|e| Error::io("open checkpoint", path, e))?;
+    let mut buf = [0u8; CHECKPOINT_HEADER_LEN];
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("stat", path, e))?
+        .len();
+    if len < CHECKPOINT_HEADER_LEN as u64 {
+        let kind = CorruptionKind::Truncated {
+            what: "checkpoint header",
+        };
+        return Err(Error::corrupt(path, len, kind));
+    }
+    sfs::read_at(&file, path, 0, &mut buf)?;
+    let h = checkpoint::decode_header(&buf).map_err(|k| Error::corrupt(path, 0, k))?;
+    if len != CHECKPOINT_HEADER_LEN as u64 + h.blob_len {
+        let kind = CorruptionKind::Truncated {
+            what: "checkpoint blob",
+        };
+        return Err(Error::corrupt(path, len, kind));
+    }
+    Ok(h)
+}
+
+/// Maps checkpoint file `path` (named for `seq`) read-only and checks all of it.
+fn fetch(seq: u64, path: &Path) -> std::result::Result<Checkpoint, SkippedCheckpoint> {
+    let skip = |error| SkippedCheckpoint {
+        path: path.to_path_buf(),
+        error,
+    };
+    let h = check_header(path).map_err(skip)?;
+    if h.next_seq != seq.wrapping_add(1) {
+        let kind = CorruptionKind::BadHeaderField {
+            field: "next_seq (does not match the file name)",
+            value: h.next_seq,
+        };
+        return Err(skip(Error::corrupt(path, 16, kind)));
+    }
+    let file = File::open(path).map_err(|e| skip(Error::io("open checkpoint", path, e)))?;
+    let len = CHECKPOINT_HEADER_LEN as u64 + h.blob_len;
+    let map =
+        Mapping::map(&file, len, false, false).map_err(|e| skip(Error::io("mmap", path, e)))?;
+    // SAFETY: checkpoint files are immutable under their final name (module docs), and
+    // `check_header` saw the file at least `len` bytes long.
+    let whole = unsafe { map.bytes(0, len) }.ok_or_else(|| {
+        skip(Error::corrupt(
+            path,
+            0,
+            CorruptionKind::Truncated { what: "checkpoint" },
+        ))
+    })?;
+    checkpoint::decode(whole).map_err(|k| skip(Error::corrupt(path, 0, k)))?;
+    Ok(Checkpoint {
+        info: CheckpointInfo {
+            seq,
+            timestamp_ns: h.timestamp_ns,
+            data_len: h.blob_len,
+            path: path.to_path_buf(),
+        },
+        map: Arc::new(map),
+        skipped: Vec::new(),
+    })
+}

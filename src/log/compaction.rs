@@ -1,0 +1,171 @@
+//! Compaction: takes the oldest sealed segments out of the live log when nothing needs them
+//! any more, and archives or deletes them (see [`Retention`](crate::Retention)).
+//!
+//! Segments go strictly oldest first, one at a time, each in durable steps, so the live
+//! segments are always a contiguous run of ids and a crash at any step leaves a log that
+//! opens to the same records (the archive's leftovers are cleaned up at open):
+//!
+//! 1. the segment's mapping is made, so readers that enter it meanwhile still can;
+//! 2. `Move`: the file is renamed into `archive/` and both directories synced.
+//!    `Compress`: a compressed copy is written to `archive/` (temporary name, `fsync`,
+//!    rename, directory `fsync`); `Delete`: nothing yet;
+//! 3. the live file is removed (unless moved) and the directory synced;
+//! 4. the segment leaves the in-memory live set and drops its mapping: readers inside it
+//!    keep theirs, and the disk space is freed when the last one lets go.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::segment::Segment;
+use super::shared::{Shared, lock};
+use crate::error::{CorruptionKind, Error, Result};
+use crate::format::segment_header::{SEGMENT_HEADER_LEN, Seal};
+use crate::options::ArchiveMode;
+use crate::storage::fs as sfs;
+
+/// What one compaction did, and what stopped it from doing more.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompactionReport {
+    /// Segments taken out of the live log.
+    pub segments_removed: usize,
+    /// Of those, segments kept in the archive.
+    pub segments_archived: usize,
+    /// Bytes of segment files taken out of the live log.
+    pub bytes_removed: u64,
+    /// Records taken out of the live log.
+    pub records_removed: u64,
+    /// The first sequence number in the live log afterwards.
+    pub first_seq: u64,
+    /// Why the next segment was kept (`None` when the log has a single segment).
+    pub held_by: Option<HeldBy>,
+}
+
+/// What keeps the oldest remaining segment in the live log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeldBy {
+    /// It is the segment being written, or is not sealed yet.
+    Unsealed,
+    /// It holds records after the latest checkpoint (or there is no checkpoint).
+    Checkpoint,
+    /// A registered consumer has not consumed all of it.
+    Consumer(String),
+    /// A keep rule of the retention policy (records, bytes or age).
+    Retention,
+}
+
+/// Applies the retention policy now. Serialized with other compactions; never blocks
+/// appends or readers.
+pub(crate) fn compact(shared: &Shared) -> Result<CompactionReport> {
+    let _one_at_a_time = lock(&shared.compaction);
+    // Complete segments become removable once sealed: have the flusher seal them now (it
+    // makes everything before the active segment durable, the one write a seal waits for).
+    let active_base = shared.active().base_seq;
+    if active_base > 0 {
+        shared.flush.wait_durable(shared, active_base)?;
+    }
+    let segs = shared.segments();
+    let policy = &shared.options.retention;
+    let checkpoint_floor = if policy.require_checkpoint {
+        shared
+            .checkpoints
+            .newest(u64::MAX, |_| true)?
+            .map_or(0, |c| c.seq() + 1)
+    } else {
+        u64::MAX
+    };
+    let committed = shared.advance_committed()?.next_seq;
+    let records_floor = policy
+        .keep_records
+        .map_or(u64::MAX, |n| committed.saturating_sub(n));
+    let age_cut = policy
+        .keep_age
+        .map(|d| sfs::now_ns().saturating_sub(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)));
+    let mut newer_bytes: u64 = segs.iter().map(|s| s.capacity).sum();
+
+    let mut consumers = shared.consumers.lock();
+    let consumer_floor = consumers.floor().map(|(n, p)| (n.to_owned(), p));
+    let mut report = CompactionReport::default();
+    let mut doomed = 0;
+    for (i, seg) in segs.iter().enumerate() {
+        newer_bytes -= seg.capacity;
+        let held = match seg.completion() {
+            _ if i + 1 == segs.len() || !seg.is_sealed() => Some(HeldBy::Unsealed),
+            None => Some(HeldBy::Unsealed),
+            Some(c) => {
+                let end = seg.base_seq + c.record_count;
+                if end > checkpoint_floor {
+                    Some(HeldBy::Checkpoint)
+                } else if let Some((name, _)) = consumer_floor.as_ref().filter(|(_, p)| end > *p) {
+                    Some(HeldBy::Consumer(name.clone()))
+                } else if end > records_floor
+                    || policy.keep_bytes.is_some_and(|b| newer_bytes < b)
+                    || age_cut.is_some_and(|cut| seg.sealed_max_ts().unwrap_or(u64::MAX) >= cut)
+                {
+                    Some(HeldBy::Retention)
+                } else {
+                    None
+                }
+            }
+        };
+        if held.is_some() {
+            report.held_by = held;
+            break;
+        }
+        doomed += 1;
+    }
+    report.first_seq = segs.get(doomed).map_or(0, |s| s.base_seq);
+    if doomed == 0 {
+        return Ok(report);
+    }
+    // From here on no consumer may be registered, or moved, below the new start.
+    consumers.protect_from(report.first_seq);
+    drop(consumers);
+
+    for seg in &segs[..doomed] {
+        let seal = remove_segment(shared, seg, policy.mode)?;
+        report.segments_removed += 1;
+        report.segments_archived += usize::from(policy.mode != ArchiveMode::Delete);
+        report.bytes_removed += seg.capacity;
+        report.records_removed += seal.record_count;
+    }
+    Ok(report)
+}
+
+/// Takes the oldest live segment, `seg`, out of the live log (steps in the module docs).
+fn remove_segment(shared: &Shared, seg: &Arc<Segment>, mode: ArchiveMode) -> Result<Seal> {
+    let map = seg.mapping()?;
+    // SAFETY: the segment is sealed, so nothing writes its header any more.
+    let seal = unsafe { map.bytes(0, SEGMENT_HEADER_LEN as u64) }
+        .and_then(Seal::decode)
+        .ok_or_else(|| {
+            let kind = CorruptionKind::BadHeaderField {
+                field: "seal",
+                value: 0,
+            };
+            seg.corrupt(64, kind)
+        })?;
+    crate::failpoint::hit("compact: segment chosen")?;
+    match mode {
+        ArchiveMode::Delete => {}
+        ArchiveMode::Move => shared.archive.move_in(seg, seal)?,
+        ArchiveMode::Compress => shared.archive.compress_in(seg, seal)?,
+    }
+    if mode != ArchiveMode::Move {
+        std::fs::remove_file(&seg.path).map_err(|e| Error::io("remove", &seg.path, e))?;
+        crate::failpoint::hit("compact: segment file removed")?;
+        let _ = std::fs::remove_file(sfs::index_path(&shared.segments_dir, seg.id));
+        sfs::sync_dir(&shared.segments_dir)?;
+    }
+    shared.retire_oldest(seg);
+    Ok(seal)
+}
+
+/// Body of the background compaction thread: compacts every `every` until shut down.
+pub(crate) fn run(shared: &Shared, every: Duration) {
+    while shared.compactor.sleep(every) {
+        let outcome = compact(shared);
+        shared.compactor.record(outcome);
+    }
+}

@@ -1,0 +1,397 @@
+//! Compaction, retention, consumers and the archive through the public API.
+
+use std::time::{Duration, SystemTime};
+
+use mmlog::{ArchiveMode, Error, HeldBy, Log, Options, Retention};
+
+use crate::support::open;
+
+fn small(retention: Retention) -> Options {
+    Options::default().segment_size(4096).retention(retention)
+}
+
+fn append_n(log: &Log, n: u64) {
+    for _ in 0..n {
+        let next = log.last_seq().map_or(0, |s| s + 1);
+        log.append(&next.to_le_bytes()).unwrap();
+    }
+}
+
+/// Reads from `from` to the end and checks every payload names its own sequence number.
+fn read_checked(log: &Log, from: u64) -> u64 {
+    let mut r = log.read_from(from).unwrap();
+    let mut n = 0;
+    while let Some(rec) = r.next() {
+        let rec = rec.unwrap();
+        assert_eq!(rec.seq(), from + n);
+        assert_eq!(rec.payload(), &rec.seq().to_le_bytes());
+        n += 1;
+    }
+    n
+}
+
+fn live_segment_files(log: &Log) -> usize {
+    std::fs::read_dir(log.path().join("segments"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".seg")
+        })
+        .count()
+}
+
+#[test]
+fn contract_after_compact_and_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || small(Retention::default());
+    {
+        let log = open(dir.path(), opts());
+        append_n(&log, 2000);
+        log.checkpoint(1500, b"state bytes").unwrap();
+        append_n(&log, 100);
+        let report = log.compact().unwrap();
+        assert!(report.segments_removed > 5, "{report:?}");
+        assert_eq!(report.held_by, Some(HeldBy::Checkpoint));
+        assert!(report.first_seq <= 1501);
+        let cp = log.latest_checkpoint().unwrap().unwrap();
+        assert_eq!((cp.seq(), cp.data()), (1500, &b"state bytes"[..]));
+        assert_eq!(read_checked(&log, 1501), 599);
+        // Records before the live log are gone (deleted by default).
+        assert!(matches!(
+            log.read_from(0),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert_eq!(log.stats().first_seq, report.first_seq);
+    }
+    let log = open(dir.path(), opts());
+    assert!(
+        log.recovery_report().is_clean(),
+        "{:?}",
+        log.recovery_report()
+    );
+    let cp = log.latest_checkpoint().unwrap().unwrap();
+    assert_eq!((cp.seq(), cp.data()), (1500, &b"state bytes"[..]));
+    assert_eq!(read_checked(&log, 1501), 599);
+    let (cp, mut reader) = log.read_from_checkpoint().unwrap();
+    assert_eq!(cp.unwrap().seq(), 1500);
+    assert_eq!(reader.next().unwrap().unwrap().seq(), 1501);
+    append_n(&log, 10);
+    assert_eq!(log.last_seq(), Some(2109));
+}
+
+#[test]
+fn without_a_checkpoint_nothing_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small(Retention::default().keep_records(10)));
+    append_n(&log, 1000);
+    let report = log.compact().unwrap();
+    assert_eq!(report.segments_removed, 0);
+    assert_eq!(report.held_by, Some(HeldBy::Checkpoint));
+    assert_eq!(read_checked(&log, 0), 1000);
+}
+
+#[test]
+fn keep_records_keeps_at_least_that_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(
+        dir.path(),
+        small(
+            Retention::default()
+                .keep_records(300)
+                .require_checkpoint(false),
+        ),
+    );
+    append_n(&log, 2000);
+    let report = log.compact().unwrap();
+    assert!(report.segments_removed > 0);
+    assert_eq!(report.held_by, Some(HeldBy::Retention));
+    let first = log.stats().first_seq;
+    assert!(first <= 1700, "kept fewer than 300 records: first {first}");
+    // ...and not much more: less than one segment beyond.
+    assert!(first + 300 + 130 > 2000, "kept too much: first {first}");
+    assert_eq!(read_checked(&log, first), 2000 - first);
+}
+
+#[test]
+fn keep_bytes_bounds_the_live_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(
+        dir.path(),
+        small(
+            Retention::default()
+                .keep_bytes(5 * 4096)
+                .require_checkpoint(false),
+        ),
+    );
+    append_n(&log, 3000);
+    log.compact().unwrap();
+    let segs = log.stats().segments;
+    assert!((5..=6).contains(&segs), "{segs} live segments");
+    // Spare included, the live files stay within the bound plus two segments.
+    assert!(live_segment_files(&log) <= 5 + 2);
+}
+
+#[test]
+fn keep_age_keeps_recent_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(
+        dir.path(),
+        small(
+            Retention::default()
+                .keep_age(Duration::from_millis(300))
+                .require_checkpoint(false),
+        ),
+    );
+    append_n(&log, 1000);
+    assert_eq!(log.compact().unwrap().segments_removed, 0);
+    std::thread::sleep(Duration::from_millis(400));
+    let recent = log.last_seq().unwrap() + 1;
+    append_n(&log, 1000);
+    let report = log.compact().unwrap();
+    assert!(report.segments_removed > 0);
+    assert!(log.stats().first_seq <= recent);
+    assert_eq!(read_checked(&log, recent), 1000);
+}
+
+#[test]
+fn rules_combine_the_most_generous_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(
+        dir.path(),
+        small(
+            Retention::default()
+                .keep_records(100)
+                .keep_bytes(12 * 4096)
+                .require_checkpoint(false),
+        ),
+    );
+    append_n(&log, 3000);
+    log.compact().unwrap();
+    // keep_bytes keeps far more than 100 records.
+    assert!(log.stats().segments >= 12);
+}
+
+#[test]
+fn consumers_hold_records_until_they_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || small(Retention::default().require_checkpoint(false));
+    {
+        let log = open(dir.path(), opts());
+        append_n(&log, 1000);
+        assert_eq!(log.register_consumer("billing", 200).unwrap(), 200);
+        // Registering again keeps the stored position.
+        assert_eq!(log.register_consumer("billing", 900).unwrap(), 200);
+        let report = log.compact().unwrap();
+        assert_eq!(report.held_by, Some(HeldBy::Consumer("billing".into())));
+        assert!(log.stats().first_seq <= 200);
+        assert_eq!(read_checked(&log, 200), 800);
+        log.commit_consumer("billing", 700).unwrap();
+    }
+    // The position survives a reopen, and keeps holding.
+    let log = open(dir.path(), opts());
+    assert_eq!(log.consumer_position("billing"), Some(700));
+    assert_eq!(log.consumers(), vec![("billing".to_string(), 700)]);
+    log.compact().unwrap();
+    let first = log.stats().first_seq;
+    assert!(first > 200 && first <= 700, "first {first}");
+    // A position before what the log keeps, or after its end, is refused.
+    assert!(log.commit_consumer("billing", 0).is_err());
+    assert!(log.commit_consumer("billing", 5000).is_err());
+    assert!(log.register_consumer("late", 0).is_err());
+    assert!(log.register_consumer("bad/name", 900).is_err());
+    assert!(log.commit_consumer("nobody", 900).is_err());
+    assert!(log.remove_consumer("billing").unwrap());
+    assert!(!log.remove_consumer("billing").unwrap());
+    let report = log.compact().unwrap();
+    assert_eq!(report.held_by, Some(HeldBy::Unsealed));
+    assert_eq!(log.stats().segments, 1);
+}
+
+#[test]
+fn an_open_reader_survives_compaction_of_its_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small(Retention::default()));
+    append_n(&log, 1000);
+    let mut reader = log.read_from(0).unwrap();
+    // Into the first segment, holding a record.
+    for _ in 0..10 {
+        reader.next().unwrap().unwrap();
+    }
+    let held = reader.next().unwrap().unwrap().payload().to_vec();
+    // Cover the first segment only.
+    log.checkpoint(110, b"s").unwrap();
+    let report = log.compact().unwrap();
+    assert_eq!(
+        report.segments_removed, 0,
+        "the first segment ends after 110"
+    );
+    log.checkpoint(200, b"s").unwrap();
+    let report = log.compact().unwrap();
+    assert_eq!(report.segments_removed, 1);
+    assert!(
+        !dir.path()
+            .join("segments/00000000000000000000.seg")
+            .exists()
+    );
+    assert_eq!(held, 10u64.to_le_bytes());
+    // The reader goes on through the deleted segment and into the live ones.
+    let mut next = 11;
+    while let Some(rec) = reader.next() {
+        let rec = rec.unwrap();
+        assert_eq!(rec.seq(), next);
+        assert_eq!(rec.payload(), &next.to_le_bytes());
+        next += 1;
+    }
+    assert_eq!(next, 1000);
+}
+
+#[test]
+fn a_reader_that_falls_behind_deleted_segments_gets_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small(Retention::default()));
+    append_n(&log, 1000);
+    let mut reader = log.read_from(0).unwrap();
+    log.checkpoint(900, b"s").unwrap();
+    assert!(log.compact().unwrap().segments_removed >= 3);
+    let mut seen = 0;
+    let err = loop {
+        match reader.next() {
+            Some(Ok(_)) => seen += 1,
+            Some(Err(e)) => break e,
+            None => panic!("silent end after {seen} records"),
+        }
+    };
+    assert!(seen > 100, "read its own segment first");
+    assert!(err.to_string().contains("compacted"), "{err}");
+}
+
+#[test]
+fn archived_segments_stay_readable() {
+    for mode in [ArchiveMode::Move, ArchiveMode::Compress] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = || small(Retention::default().archive(mode));
+        let before;
+        {
+            let log = open(dir.path(), opts());
+            append_n(&log, 700);
+            std::thread::sleep(Duration::from_millis(30));
+            before = SystemTime::now();
+            std::thread::sleep(Duration::from_millis(30));
+            append_n(&log, 1300);
+            log.checkpoint(1800, b"s").unwrap();
+            let mut held = log.read_from(5).unwrap();
+            let report = log.compact().unwrap();
+            assert!(report.segments_archived > 10, "{mode:?}: {report:?}");
+            assert_eq!(report.segments_archived, report.segments_removed);
+            assert!(log.stats().first_seq > 1000);
+            // Through the same reader API, across archive and live segments.
+            assert_eq!(read_checked(&log, 0), 2000, "{mode:?}");
+            assert_eq!(read_checked(&log, 333), 1667, "{mode:?}");
+            assert_eq!(held.next().unwrap().unwrap().seq(), 5);
+            // Time travel into the archive.
+            let mut r = log.read_from_time(before).unwrap();
+            assert_eq!(r.next().unwrap().unwrap().seq(), 700, "{mode:?}");
+            let (archived, damaged) = log.archived_segments().unwrap();
+            assert!(damaged.is_empty());
+            assert_eq!(archived.len(), report.segments_archived);
+            assert_eq!(archived[0].base_seq, 0);
+            assert!(
+                archived
+                    .iter()
+                    .all(|a| a.compressed == (mode == ArchiveMode::Compress))
+            );
+            for w in archived.windows(2) {
+                assert_eq!(w[0].end_seq(), w[1].base_seq);
+            }
+            let usage = log.disk_usage();
+            assert!(usage.archive > 0);
+            if mode == ArchiveMode::Compress {
+                assert!(usage.archive < report.bytes_removed, "{usage:?} {report:?}");
+            }
+        }
+        let log = open(dir.path(), opts());
+        assert!(
+            log.recovery_report().is_clean(),
+            "{:?}",
+            log.recovery_report()
+        );
+        assert_eq!(read_checked(&log, 0), 2000, "{mode:?} after reopen");
+        assert_eq!(read_checked(&log, 1234), 766, "{mode:?} after reopen");
+    }
+}
+
+#[test]
+fn background_compaction_runs_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(
+        dir.path(),
+        small(
+            Retention::default()
+                .keep_records(200)
+                .require_checkpoint(false)
+                .every(Duration::from_millis(20)),
+        ),
+    );
+    append_n(&log, 3000);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while log.stats().segments_compacted == 0 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", log.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stats = log.stats();
+    assert!(stats.background_compactions > 0);
+    assert_eq!(stats.background_compaction_error, None);
+    let first = log.stats().first_seq;
+    assert_eq!(read_checked(&log, first), 3000 - first);
+}
+
+#[test]
+fn compaction_while_writers_and_readers_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(
+        dir.path(),
+        small(
+            Retention::default()
+                .keep_records(500)
+                .require_checkpoint(false)
+                .archive(ArchiveMode::Move),
+        ),
+    );
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..20_000u64 {
+                log.append(&i.to_le_bytes()).unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Release);
+        });
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                log.compact().unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        // A reader following the tail from the start never misses a record: what leaves
+        // the live log is in the archive.
+        s.spawn(|| {
+            let mut r = log.read_from(0).unwrap();
+            let mut next = 0u64;
+            while next < 20_000 {
+                match r.next() {
+                    Some(rec) => {
+                        let rec = rec.unwrap();
+                        assert_eq!(rec.seq(), next);
+                        next += 1;
+                    }
+                    None => {
+                        r.wait(Duration::from_millis(10));
+                    }
+                }
+            }
+        });
+    });
+    assert!(log.stats().segments_compacted > 10);
+}
