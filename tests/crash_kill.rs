@@ -20,6 +20,14 @@
 //!   again, unchanged, at every later reopen;
 //! - the recovery report agrees with what is read (`next_seq`, `last_seq`).
 //!
+//! A fifth thread in the child writes a checkpoint of the durable prefix and compacts every
+//! few milliseconds, archiving segments (moved on even cycles, compressed on odd ones), so
+//! kills also land inside checkpoint writes, compactions and archival. Nothing is deleted:
+//! every record stays readable from 0 through the archive, and the parent also checks that
+//! the latest checkpoint is intact (a kill never leaves a damaged file under a final name),
+//! that the archive is contiguous up to the live log, and that no temporary file survives
+//! a reopen.
+//!
 //! Environment: `MMLOG_CRASH_CYCLES` (default 60), `MMLOG_CRASH_SEED` (default: from the
 //! clock; printed at start so that a failing schedule can be replayed). On failure the log
 //! directory is kept and its path printed.
@@ -34,7 +42,7 @@ use std::sync::Mutex;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mmlog::{Durability, Log, Options, RecoveryReport};
+use mmlog::{ArchiveMode, Durability, Log, Options, RecoveryReport, Retention};
 
 const TEST_NAME: &str = "crash_kill";
 
@@ -248,7 +256,15 @@ mod child {
         let out = Mutex::new(std::io::stdout());
         // The parent times its "kill during open" cycles from this line.
         say(&out, "open\n");
-        let log = match Log::open(dir, options()) {
+        let mode = if cycle % 2 == 0 {
+            ArchiveMode::Move
+        } else {
+            ArchiveMode::Compress
+        };
+        let opts = options()
+            .retention(Retention::default().archive(mode))
+            .keep_checkpoints(2);
+        let log = match Log::open(dir, opts) {
             Ok(log) => log,
             Err(e) => {
                 eprintln!("child (cycle {cycle}): open failed: {e} ({e:?})");
@@ -262,6 +278,8 @@ mod child {
                 let seed = seed ^ u64::from(writer).wrapping_mul(0x9e37_79b9_7f4a_7c15);
                 s.spawn(move || write_forever(log, out, cycle, writer, seed));
             }
+            let log = &log;
+            s.spawn(move || maintain(log, cycle, seed));
             std::thread::sleep(CHILD_LIFETIME);
             eprintln!("child (cycle {cycle}): not killed after {CHILD_LIFETIME:?}, exiting");
             std::process::exit(CHILD_EXIT_TOO_OLD);
@@ -283,6 +301,24 @@ mod child {
         {
             // The parent is gone; nobody is listening any more.
             std::process::exit(CHILD_EXIT_STDOUT_GONE);
+        }
+    }
+
+    /// Checkpoints the durable prefix and compacts, every few milliseconds.
+    fn maintain(log: &Log, cycle: u32, seed: u64) {
+        let mut rng = Rng::new(seed ^ 0x5bd1_e995);
+        loop {
+            std::thread::sleep(Duration::from_millis(rng.range(1, 12)));
+            if let Some(seq) = log.durable_seq()
+                && let Err(e) = log.checkpoint(seq, &checkpoint_blob(seq))
+            {
+                eprintln!("child (cycle {cycle}): checkpoint failed: {e} ({e:?})");
+                return;
+            }
+            if let Err(e) = log.compact() {
+                eprintln!("child (cycle {cycle}): compaction failed: {e} ({e:?})");
+                return;
+            }
         }
     }
 
@@ -336,6 +372,19 @@ mod child {
     }
 }
 
+/// The state blob of the checkpoint at `seq`: a pattern derived from `seq`, of a length
+/// derived from it (so a checkpoint mixed up with another, or cut short, is caught).
+fn checkpoint_blob(seq: u64) -> Vec<u8> {
+    let len = 64 + (splitmix64(seq) % 8192) as usize;
+    let mut x = seq;
+    (0..len)
+        .map(|_| {
+            x = splitmix64(x);
+            x as u8
+        })
+        .collect()
+}
+
 /// The parent: spawn, kill, reopen, check.
 mod parent {
     use super::*;
@@ -369,6 +418,8 @@ mod parent {
         removed_files: u64,
         kills_in_open: u64,
         kills_before_ready: u64,
+        last_checkpoint: u64,
+        archived: usize,
     }
 
     pub(super) fn run() -> Result<(), String> {
@@ -403,6 +454,8 @@ mod parent {
             removed_files: 0,
             kills_in_open: 0,
             kills_before_ready: 0,
+            last_checkpoint: 0,
+            archived: 0,
         };
         for cycle in 0..cycles {
             let child_seed = splitmix64(seed ^ cycle.wrapping_mul(0xa076_1d64_78bd_642f));
@@ -448,6 +501,11 @@ mod parent {
             "{TEST_NAME}: {} of {cycles} reopens truncated the tail ({} frames dropped), \
              {} files removed by recovery",
             totals.truncations, totals.records_dropped, totals.removed_files,
+        );
+        println!(
+            "{TEST_NAME}: at the end, the newest checkpoint covers records 0..={}, and {} \
+             segments are in the archive",
+            totals.last_checkpoint, totals.archived,
         );
         Ok(())
     }
@@ -555,8 +613,78 @@ mod parent {
         model
             .check(&log, cycle as u32, &output.acks, &report)
             .map_err(|e| format!("{e}\n{context}\nrecovery report: {report:#?}"))?;
+        check_maintenance(&log, &report, totals)
+            .map_err(|e| format!("{e}\n{context}\nrecovery report: {report:#?}"))?;
         log.close()
             .map_err(|e| format!("close failed: {e}; {context}"))?;
+        Ok(())
+    }
+
+    /// Checkpoints and archive after a kill: the newest checkpoint is intact and covers only
+    /// records the log has, the archive is contiguous up to the live log, and no temporary
+    /// file survived the reopen.
+    fn check_maintenance(
+        log: &Log,
+        report: &RecoveryReport,
+        totals: &mut Totals,
+    ) -> Result<(), String> {
+        if let Some(cp) = log
+            .latest_checkpoint()
+            .map_err(|e| format!("checkpoint: {e}"))?
+        {
+            if !cp.skipped().is_empty() {
+                return Err(format!(
+                    "damaged checkpoints after a kill: {:?}",
+                    cp.skipped()
+                ));
+            }
+            if cp.seq() >= report.next_seq {
+                return Err(format!(
+                    "checkpoint at {} but the log ends before {}",
+                    cp.seq(),
+                    report.next_seq
+                ));
+            }
+            if cp.data() != checkpoint_blob(cp.seq()) {
+                return Err(format!("checkpoint at {} holds the wrong bytes", cp.seq()));
+            }
+            totals.last_checkpoint = cp.seq();
+        }
+        let (archived, damaged) = log
+            .archived_segments()
+            .map_err(|e| format!("archive listing: {e}"))?;
+        if !damaged.is_empty() {
+            return Err(format!("damaged archive files after a kill: {damaged:?}"));
+        }
+        for w in archived.windows(2) {
+            if w[0].end_seq() != w[1].base_seq || w[0].id + 1 != w[1].id {
+                return Err(format!(
+                    "archive not contiguous: {:?} then {:?}",
+                    w[0], w[1]
+                ));
+            }
+        }
+        if let Some(last) = archived.last()
+            && last.end_seq() != log.stats().first_seq
+        {
+            return Err(format!(
+                "archive ends at {} but the live log starts at {}",
+                last.end_seq(),
+                log.stats().first_seq
+            ));
+        }
+        totals.archived = archived.len();
+        // (Not `segments/`: this log's own preparer may be making its spare there.)
+        for sub in ["checkpoints", "archive"] {
+            let Ok(rd) = std::fs::read_dir(log.path().join(sub)) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().ends_with(".tmp") {
+                    return Err(format!("temporary file left after reopen: {:?}", e.path()));
+                }
+            }
+        }
         Ok(())
     }
 

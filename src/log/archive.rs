@@ -203,7 +203,12 @@ impl Archive {
     pub(crate) fn move_in(&self, seg: &Segment, seal: Seal) -> Result<()> {
         self.ensure_dir()?;
         let to = self.dir.join(format!("{:020}{PLAIN_SUFFIX}", seg.id));
-        std::fs::rename(&seg.path, &to).map_err(|e| Error::io("rename", &seg.path, e))?;
+        match std::fs::rename(&seg.path, &to) {
+            Ok(()) => {}
+            // An earlier attempt moved it and failed after.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && to.exists() => {}
+            Err(e) => return Err(Error::io("rename", &seg.path, e)),
+        }
         crate::failpoint::hit("archive: moved, not synced")?;
         sfs::sync_dir(&self.dir)?;
         if let Some(live_dir) = seg.path.parent() {

@@ -198,6 +198,7 @@ impl CheckpointStore {
         }
         crate::failpoint::hit("checkpoint: written, not renamed")?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
+        crate::failpoint::hit("checkpoint: renamed, directory not synced")?;
         sfs::sync_dir(&self.dir)?;
         self.prune()?;
         Ok(CheckpointInfo {
