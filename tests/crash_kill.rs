@@ -256,7 +256,7 @@ mod child {
         let out = Mutex::new(std::io::stdout());
         // The parent times its "kill during open" cycles from this line.
         say(&out, "open\n");
-        let mode = if cycle % 2 == 0 {
+        let mode = if cycle.is_multiple_of(2) {
             ArchiveMode::Move
         } else {
             ArchiveMode::Compress
