@@ -50,9 +50,9 @@ pub(crate) mod sync;
 
 pub use error::{CorruptionKind, Error, Result};
 pub use log::{
-    ArchivedSegment, CONSUMER_NAME_MAX, Checkpoint, CheckpointInfo, CompactionReport, DiskUsage,
-    HeldBy, Log, LogStats, Reader, Record, RecoveryReport, Reservation, SkippedCheckpoint,
-    Truncation,
+    ArchiveCheck, ArchivedSegment, CONSUMER_NAME_MAX, Checkpoint, CheckpointInfo, CompactionReport,
+    DiskUsage, HeldBy, Log, LogStats, Reader, Record, RecoveryReport, Reservation,
+    SkippedCheckpoint, Truncation,
 };
 pub use options::{
     ArchiveMode, Durability, Options, Retention, SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX,
