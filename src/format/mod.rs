@@ -18,10 +18,19 @@
 //! <dir>/segments/<id:020>.seg       pre-allocated segment files, memory-mapped
 //! <dir>/segments/<id:020>.seg.tmp   a segment being prepared (removed at open)
 //! <dir>/segments/<id:020>.idx       the sparse index of a sealed segment (derived data)
+//! <dir>/checkpoints/<seq:020>.ckpt  a checkpoint: state covering records 0..=seq
+//! <dir>/checkpoints/<seq:020>.ckpt.tmp  a checkpoint being written (removed at open)
+//! <dir>/consumers/<name>.pos        a registered consumer's position
+//! <dir>/consumers/<name>.pos.tmp    a position being written (removed at open)
+//! <dir>/archive/<id:020>.seg        a segment compaction moved out of the live log, unchanged
+//! <dir>/archive/<id:020>.seg.lz4    the same, compressed
+//! <dir>/archive/<id:020>.idx        its sparse index (derived data)
+//! <dir>/archive/*.tmp               an archive file being written (removed at open)
 //! ```
 //!
 //! Segment ids are consecutive; the file name's 20-digit id makes a directory listing sort in
-//! log order.
+//! log order. Compaction removes the oldest live segments, so the live ids start wherever
+//! compaction stopped; the archive holds (some of) the ids before them.
 //!
 //! ## Segment file
 //!
@@ -277,6 +286,28 @@ mod tests {
         assert_eq!(checkpoint::BLOB_CRC_OFFSET, 40);
         assert_eq!(checkpoint::HEADER_CRC_OFFSET, 44);
 
+        assert_eq!(consumer_file::CONSUMER_FILE_LEN, 40);
+        assert_eq!(consumer_file::NEXT_SEQ_OFFSET, 16);
+        assert_eq!(consumer_file::UPDATED_OFFSET, 24);
+        assert_eq!(consumer_file::CRC_OFFSET, 32);
+
+        assert_eq!(archive_file::ARCHIVE_HEADER_LEN, 48);
+        assert_eq!(archive_file::CODEC_OFFSET, 12);
+        assert_eq!(archive_file::RAW_LEN_OFFSET, 16);
+        assert_eq!(archive_file::COMPRESSED_LEN_OFFSET, 24);
+        assert_eq!(archive_file::COMPRESSED_CRC_OFFSET, 32);
+        assert_eq!(archive_file::HEADER_CRC_OFFSET, 44);
+        assert_eq!(archive_file::SEGMENT_HEADER_AT, 48);
+        assert_eq!(archive_file::BLOCK_AT, 176);
+        assert_eq!(
+            &CONSUMER_MAGIC,
+            &[0x89, 0x4D, 0x4D, 0x4C, 0x50, 0x4F, 0x53, 0x0A]
+        );
+        assert_eq!(
+            &ARCHIVE_MAGIC,
+            &[0x89, 0x4D, 0x4D, 0x4C, 0x41, 0x52, 0x5A, 0x0A]
+        );
+
         assert_eq!(lock_file::LOCK_FILE_LEN, 32);
         assert_eq!(lock_file::PID_OFFSET, 12);
         assert_eq!(lock_file::OPENED_OFFSET, 16);
@@ -293,6 +324,56 @@ mod tests {
         assert_eq!(
             &LOCK_MAGIC,
             &[0x89, 0x4D, 0x4D, 0x4C, 0x4C, 0x43, 0x4B, 0x0A]
+        );
+    }
+
+    /// The exact bytes of the small fixed-layout files: a change is a format change.
+    #[test]
+    fn golden_bytes_of_checkpoint_consumer_and_archive_headers() {
+        let cp = checkpoint::encode(8, 9, b"st");
+        let pos = consumer_file::encode(consumer_file::ConsumerPosition {
+            next_seq: 5,
+            updated_ns: 6,
+        });
+        let arz = archive_file::encode_header(4096, b"lz");
+        assert_eq!(
+            hex(&cp),
+            concat!(
+                "894d4d4c434b500a",
+                "01000000",
+                "30000000",
+                "0800000000000000",
+                "0900000000000000",
+                "0200000000000000",
+                "dec8ddcc",
+                "3cc48f68",
+                "7374"
+            )
+        );
+        assert_eq!(
+            hex(&pos),
+            concat!(
+                "894d4d4c504f530a",
+                "01000000",
+                "00000000",
+                "0500000000000000",
+                "0600000000000000",
+                "6ba4c77a",
+                "00000000"
+            )
+        );
+        assert_eq!(
+            hex(&arz),
+            concat!(
+                "894d4d4c41525a0a",
+                "01000000",
+                "01000000",
+                "0010000000000000",
+                "0200000000000000",
+                "858c19b8",
+                "0000000000000000",
+                "92359bd1"
+            )
         );
     }
 
