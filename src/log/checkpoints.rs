@@ -122,6 +122,9 @@ pub(crate) struct CheckpointStore {
     keep: usize,
     /// Serializes writes and pruning.
     write: Mutex<()>,
+    /// The newest checkpoint checked in full by [`CheckpointStore::floor`] (files are
+    /// immutable, so it need not be checked again).
+    verified: Mutex<Option<u64>>,
 }
 
 impl CheckpointStore {
@@ -136,6 +139,7 @@ impl CheckpointStore {
             dir,
             keep: keep.max(1),
             write: Mutex::new(()),
+            verified: Mutex::new(None),
         };
         for (_, path) in store.files(TMP_SUFFIX)? {
             std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
@@ -266,6 +270,22 @@ impl CheckpointStore {
                 }
                 Ok(_) => {}
                 Err(s) => skipped.push(s),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The last record covered by the newest valid checkpoint, for compaction: like
+    /// [`CheckpointStore::newest`], but a checkpoint already checked in full by this process
+    /// is not read again.
+    pub(crate) fn floor(&self) -> Result<Option<u64>> {
+        for (seq, path) in self.files(SUFFIX)?.into_iter().rev() {
+            if *lock(&self.verified) == Some(seq) {
+                return Ok(Some(seq));
+            }
+            if fetch(seq, &path).is_ok() {
+                *lock(&self.verified) = Some(seq);
+                return Ok(Some(seq));
             }
         }
         Ok(None)

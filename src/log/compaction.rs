@@ -68,10 +68,7 @@ pub(crate) fn compact(shared: &Shared) -> Result<CompactionReport> {
     let segs = shared.segments();
     let policy = &shared.options.retention;
     let checkpoint_floor = if policy.require_checkpoint {
-        shared
-            .checkpoints
-            .newest(u64::MAX, |_| true)?
-            .map_or(0, |c| c.seq() + 1)
+        shared.checkpoints.floor()?.map_or(0, |seq| seq + 1)
     } else {
         u64::MAX
     };

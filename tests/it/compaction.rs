@@ -418,7 +418,12 @@ fn the_archive_can_be_verified_and_damage_is_named() {
         std::fs::write(&victim.path, &bytes).unwrap();
         let check = log.verify_archive().unwrap();
         assert_eq!(check.problems.len(), 1, "{mode:?}: {check:?}");
-        let name = victim.path.file_name().unwrap().to_string_lossy().into_owned();
+        let name = victim
+            .path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         assert!(check.problems[0].contains(&name), "{check:?}");
         // A reader reaching it gets the error, not garbage.
         let failed = match log.read_from(victim.base_seq) {

@@ -7,4 +7,5 @@ mod corruption;
 mod exhaustive;
 mod fs_faults;
 mod model;
+mod soak;
 mod support;
