@@ -1,8 +1,9 @@
 //! Read-only inspection of a log directory, for tools: statistics, verification and dumps.
 //!
-//! Everything here reads files with `pread` into private buffers: it takes no lock, maps
-//! nothing and writes nothing, so it is safe to run against a log another process has open
-//! (it then sees a recent, possibly incomplete, state of the unsealed tail).
+//! Everything here reads segment files with `pread` into private buffers: it takes no lock
+//! and writes nothing, so it is safe to run against a log another process has open (it then
+//! sees a recent, possibly incomplete, state of the unsealed tail). The only files it maps
+//! are checkpoints, read-only: they are never written after they get their name.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,9 @@ use crate::error::{CorruptionKind, Error, Result};
 use crate::format::frame::FrameKind;
 use crate::format::lock_file;
 use crate::format::segment_header::{HeaderState, SEGMENT_HEADER_LEN, Seal, SegmentHeader};
+use crate::log::archive::{Archive, ArchivedSegment};
+use crate::log::checkpoints::{self, CheckpointInfo};
+use crate::log::consumers;
 use crate::log::scan::{self, ScanStop};
 use crate::storage::fs::{self as sfs, SegmentName};
 
@@ -70,6 +74,12 @@ pub struct Inspection {
     pub records: u64,
     /// Process id in the lock file and whether the lock is held right now.
     pub lock_owner: Option<(u32, bool)>,
+    /// Valid checkpoints, oldest first (damaged ones are in `problems`).
+    pub checkpoints: Vec<CheckpointInfo>,
+    /// Registered consumers and their positions, by name (damaged files are in `problems`).
+    pub consumers: Vec<(String, u64)>,
+    /// Archived segments, oldest first (damaged files are in `problems`).
+    pub archive: Vec<ArchivedSegment>,
 }
 
 impl Inspection {
@@ -138,7 +148,52 @@ pub fn inspect(dir: impl AsRef<Path>, deep: bool) -> Result<Inspection> {
         .unwrap_or(0);
     out.next_seq = expected_base.unwrap_or(out.first_seq);
     out.records = out.segments.iter().map(|s| s.frames).sum();
+    inspect_beside_segments(dir, &mut out)?;
     Ok(out)
+}
+
+/// Checkpoints, consumers and the archive.
+fn inspect_beside_segments(dir: &Path, out: &mut Inspection) -> Result<()> {
+    let damage = |e: &Error| match e {
+        Error::Corrupt { path, offset, kind } => Some(Problem {
+            path: path.clone(),
+            offset: *offset,
+            kind: Some(*kind),
+            torn_tail: false,
+        }),
+        _ => None,
+    };
+    for entry in checkpoints::list_dir(dir)? {
+        match entry {
+            Ok(info) => out.checkpoints.push(info),
+            Err(skipped) => match damage(&skipped.error) {
+                Some(p) => out.problems.push(p),
+                None => return Err(skipped.error),
+            },
+        }
+    }
+    for (name, pos) in consumers::list_dir(dir) {
+        match pos {
+            Ok(p) => out.consumers.push((name, p)),
+            Err(e) => match damage(&e) {
+                Some(p) => out.problems.push(p),
+                None => return Err(e),
+            },
+        }
+    }
+    let (archived, damaged) = Archive::new(dir).list()?;
+    out.archive = archived;
+    for d in damaged {
+        out.problems.push(Problem {
+            path: d.path,
+            offset: d.offset,
+            kind: d.kind.or(Some(CorruptionKind::Truncated {
+                what: "archive file (unreadable)",
+            })),
+            torn_tail: false,
+        });
+    }
+    Ok(())
 }
 
 fn lock_owner(dir: &Path) -> Option<(u32, bool)> {

@@ -51,8 +51,8 @@ pub(crate) mod sync;
 pub use error::{CorruptionKind, Error, Result};
 pub use log::{
     ArchiveCheck, ArchivedSegment, CONSUMER_NAME_MAX, Checkpoint, CheckpointInfo, CompactionReport,
-    DiskUsage, HeldBy, Log, LogStats, Reader, Record, RecoveryReport, Reservation,
-    SkippedCheckpoint, Truncation,
+    DamagedArchiveFile, DiskUsage, HeldBy, Log, LogStats, Reader, Record, RecoveryReport,
+    Reservation, SkippedCheckpoint, Truncation,
 };
 pub use options::{
     ArchiveMode, Durability, Options, Retention, SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX,

@@ -80,13 +80,32 @@ impl ArchiveCheck {
 }
 
 /// An archive file that failed its header checks.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DamagedArchiveFile {
     /// The file.
     pub path: PathBuf,
-    /// What is wrong with it.
-    pub error: Error,
+    /// Where in the file.
+    pub offset: u64,
+    /// The check that failed (`None` for an I/O error).
+    pub kind: Option<CorruptionKind>,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+impl DamagedArchiveFile {
+    fn new(path: PathBuf, error: &Error) -> DamagedArchiveFile {
+        let (offset, kind) = match error {
+            Error::Corrupt { offset, kind, .. } => (*offset, Some(*kind)),
+            _ => (0, None),
+        };
+        DamagedArchiveFile {
+            path,
+            offset,
+            kind,
+            message: error.to_string(),
+        }
+    }
 }
 
 struct Catalog {
@@ -124,7 +143,7 @@ impl Archive {
         for (id, path, compressed) in self.files()? {
             match read_entry(id, &path, compressed) {
                 Ok(e) => cat.entries.push(e),
-                Err(error) => cat.damaged.push(DamagedArchiveFile { path, error }),
+                Err(error) => cat.damaged.push(DamagedArchiveFile::new(path, &error)),
             }
         }
         cat.entries.sort_by_key(|e| e.id);
@@ -162,17 +181,12 @@ impl Archive {
     }
 
     /// Every archived segment by id, and the files that failed their checks.
-    pub(crate) fn list(&self) -> Result<(Vec<ArchivedSegment>, Vec<String>)> {
+    pub(crate) fn list(&self) -> Result<(Vec<ArchivedSegment>, Vec<DamagedArchiveFile>)> {
         let g = self.catalog()?;
         let Some(cat) = g.as_ref() else {
             return Ok((Vec::new(), Vec::new()));
         };
-        let damaged = cat
-            .damaged
-            .iter()
-            .map(|d| format!("{}: {}", d.path.display(), d.error))
-            .collect();
-        Ok((cat.entries.clone(), damaged))
+        Ok((cat.entries.clone(), cat.damaged.clone()))
     }
 
     /// Removes what an interrupted archival left at open: temporary files, and archived
@@ -349,7 +363,7 @@ impl Archive {
     ) -> Result<ArchiveCheck> {
         let (entries, damaged) = self.list()?;
         let mut check = ArchiveCheck {
-            problems: damaged,
+            problems: damaged.iter().map(|d| d.message.clone()).collect(),
             ..ArchiveCheck::default()
         };
         for e in &entries {

@@ -147,25 +147,8 @@ impl CheckpointStore {
         Ok(store)
     }
 
-    /// Files named `<seq:020><suffix>`, by ascending `seq`.
     fn files(&self, suffix: &str) -> Result<Vec<(u64, PathBuf)>> {
-        let rd = std::fs::read_dir(&self.dir).map_err(|e| Error::io("read dir", &self.dir, e))?;
-        let mut out = Vec::new();
-        for entry in rd {
-            let entry = entry.map_err(|e| Error::io("read dir", &self.dir, e))?;
-            let name = entry.file_name();
-            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(suffix)) else {
-                continue;
-            };
-            if stem.len() == 20
-                && stem.bytes().all(|b| b.is_ascii_digit())
-                && let Ok(seq) = stem.parse()
-            {
-                out.push((seq, entry.path()));
-            }
-        }
-        out.sort();
-        Ok(out)
+        files(&self.dir, suffix)
     }
 
     fn path(&self, seq: u64) -> PathBuf {
@@ -316,6 +299,42 @@ impl CheckpointStore {
             .map(|m| m.len())
             .sum()
     }
+}
+
+/// Files in `dir` named `<seq:020><suffix>`, by ascending `seq`.
+fn files(dir: &Path, suffix: &str) -> Result<Vec<(u64, PathBuf)>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io("read dir", dir, e))?;
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io("read dir", dir, e))?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(suffix)) else {
+            continue;
+        };
+        if stem.len() == 20
+            && stem.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(seq) = stem.parse()
+        {
+            out.push((seq, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every checkpoint file in log directory `log_dir`, oldest first, each checked in full;
+/// reads only (for inspection tools). A log without a checkpoint directory has none.
+pub(crate) fn list_dir(
+    log_dir: &Path,
+) -> Result<Vec<std::result::Result<CheckpointInfo, SkippedCheckpoint>>> {
+    let dir = log_dir.join(CHECKPOINTS_DIR);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    Ok(files(&dir, SUFFIX)?
+        .into_iter()
+        .map(|(seq, path)| fetch(seq, &path).map(|c| c.info))
+        .collect())
 }
 
 /// Reads and checks the header of a checkpoint file (not its blob).

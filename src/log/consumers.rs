@@ -176,6 +176,33 @@ impl State {
     }
 }
 
+/// Every consumer position file in log directory `log_dir`, by name, each decoded; reads
+/// only (for inspection tools).
+pub(crate) fn list_dir(log_dir: &Path) -> Vec<(String, Result<u64>)> {
+    let dir = log_dir.join(CONSUMERS_DIR);
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, Result<u64>)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.strip_suffix(SUFFIX)?.to_owned();
+            check_name(&name).ok()?;
+            let path = e.path();
+            let pos = std::fs::read(&path)
+                .map_err(|err| Error::io("read", &path, err))
+                .and_then(|b| {
+                    consumer_file::decode(&b)
+                        .map(|p| p.next_seq)
+                        .map_err(|k| Error::corrupt(&path, 0, k))
+                });
+            Some((name, pos))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
 /// Consumer names become file names: 1 to 64 of `A-Z a-z 0-9 _ - .`, not starting with `.`.
 fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()

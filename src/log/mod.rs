@@ -7,10 +7,10 @@
 //! - The durable watermark covers only that prefix, and segments become durable in order.
 //! - Nothing mmlog hands out as `&[u8]` is ever written again while the file exists.
 
-mod archive;
-mod checkpoints;
+pub(crate) mod archive;
+pub(crate) mod checkpoints;
 mod compaction;
-mod consumers;
+pub(crate) mod consumers;
 mod flusher;
 #[cfg(all(test, loom))]
 mod loom_model;
@@ -29,7 +29,7 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use archive::{ArchiveCheck, ArchivedSegment};
+pub use archive::{ArchiveCheck, ArchivedSegment, DamagedArchiveFile};
 pub use checkpoints::{Checkpoint, CheckpointInfo, SkippedCheckpoint};
 pub use compaction::{CompactionReport, HeldBy};
 pub use consumers::CONSUMER_NAME_MAX;
@@ -447,7 +447,7 @@ impl Log {
 
     /// The archived segments, oldest first, and a description of each archive file that
     /// failed its header checks.
-    pub fn archived_segments(&self) -> Result<(Vec<ArchivedSegment>, Vec<String>)> {
+    pub fn archived_segments(&self) -> Result<(Vec<ArchivedSegment>, Vec<DamagedArchiveFile>)> {
         self.shared.archive.list()
     }
 

@@ -152,6 +152,41 @@ fn to_text(dir: &Path, ins: &Inspection, t: &Totals, findings: &[Finding<'_>]) -
         None => "no lock file".to_string(),
     };
     let _ = writeln!(s, "lock         {lock}");
+    match ins.checkpoints.last() {
+        Some(cp) => {
+            let _ = writeln!(
+                s,
+                "checkpoints  {}; the newest covers records 0 to {} ({}, {})",
+                ins.checkpoints.len(),
+                count(cp.seq),
+                format_ns(cp.timestamp_ns),
+                bytes(cp.data_len)
+            );
+        }
+        None => {
+            let _ = writeln!(s, "checkpoints  none");
+        }
+    }
+    if !ins.consumers.is_empty() {
+        let list: Vec<String> = ins
+            .consumers
+            .iter()
+            .map(|(n, p)| format!("{n} at {}", count(*p)))
+            .collect();
+        let _ = writeln!(s, "consumers    {}", list.join(", "));
+    }
+    if let (Some(first), Some(last)) = (ins.archive.first(), ins.archive.last()) {
+        let compressed = ins.archive.iter().filter(|a| a.compressed).count();
+        let on_disk: u64 = ins.archive.iter().map(|a| a.file_bytes).sum();
+        let _ = writeln!(
+            s,
+            "archive      {} segments ({compressed} compressed), records {} to {}, {} on disk",
+            ins.archive.len(),
+            count(first.base_seq),
+            count(last.end_seq().saturating_sub(1)),
+            bytes(on_disk)
+        );
+    }
     if findings.is_empty() {
         let _ = writeln!(
             s,
@@ -207,6 +242,21 @@ fn to_json(dir: &Path, ins: &Inspection, t: &Totals, findings: &[Finding<'_>]) -
             "last_ns": t.last_ts,
         },
         "lock": ins.lock_owner.map(|(pid, held)| json!({ "pid": pid, "held": held })),
+        "checkpoints": ins.checkpoints.iter().map(|c| json!({
+            "seq": c.seq,
+            "timestamp_ns": c.timestamp_ns,
+            "bytes": c.data_len,
+            "path": c.path.display().to_string(),
+        })).collect::<Vec<_>>(),
+        "consumers": ins.consumers.iter().map(|(n, p)| json!({ "name": n, "next_seq": p })).collect::<Vec<_>>(),
+        "archive": ins.archive.iter().map(|a| json!({
+            "id": a.id,
+            "base_seq": a.base_seq,
+            "records": a.record_count,
+            "compressed": a.compressed,
+            "file_bytes": a.file_bytes,
+            "path": a.path.display().to_string(),
+        })).collect::<Vec<_>>(),
         "problems": findings.iter().map(Finding::to_json).collect::<Vec<_>>(),
         "segment_list": segments,
     })

@@ -1,4 +1,4 @@
-//! Step e: a crash and recovery. A child process (this binary, hidden subcommand
+//! Step f: a crash and recovery. A child process (this binary, hidden subcommand
 //! `__crash-writer`) appends with Immediate durability from several threads and prints every
 //! acknowledged sequence number; the parent SIGKILLs it mid-stream, reopens the log, and
 //! checks that every acknowledged record is there, intact.
@@ -112,10 +112,10 @@ fn forward_acks(stdout: ChildStdout, tx: mpsc::Sender<Ack>) {
     }
 }
 
-/// Runs step e on the (closed) log in `dir`.
+/// Runs step f on the (closed) log in `dir`.
 pub fn run(dir: &Path, summary: &mut Summary) -> CmdResult {
     say!(
-        "\n[e] crash: a child process appends with Immediate durability from {CHILD_THREADS} \
+        "\n[f] crash: a child process appends with Immediate durability from {CHILD_THREADS} \
          threads, printing each acknowledged seq; it is killed with SIGKILL mid-stream"
     );
     let first_child_seq = mmlog::inspect::inspect(dir, false)?.next_seq;
@@ -150,12 +150,12 @@ pub fn run(dir: &Path, summary: &mut Summary) -> CmdResult {
                 count(acked),
                 duration(open)
             );
-            summary.add("e. crash + recovery", row);
+            summary.add("f. crash + recovery", row);
             Ok(())
         }
         Err(why) => {
             say!("    FAIL: {why}");
-            summary.add("e. crash + recovery", format!("FAIL: {why}"));
+            summary.add("f. crash + recovery", format!("FAIL: {why}"));
             Err(Failure::check(format!("crash recovery: {why}")))
         }
     }

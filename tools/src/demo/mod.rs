@@ -4,6 +4,7 @@
 //! as it goes, checks what it claims, and adds a row to the closing summary. The log from one
 //! step is the input of the next, so later steps also show reopening a log with data in it.
 
+mod compaction;
 pub mod crash;
 mod group_commit;
 mod seek;
@@ -143,5 +144,6 @@ fn steps(args: &DemoArgs, summary: &mut Summary) -> CmdResult {
     throughput::run(&args.dir, usize::from(args.writers), args.records, summary)?;
     group_commit::run(&args.dir, summary)?;
     seek::run(&args.dir, summary)?;
+    compaction::run(&args.dir, summary)?;
     crash::run(&args.dir, summary)
 }
