@@ -37,7 +37,7 @@ pub struct CompactionReport {
     pub records_removed: u64,
     /// The first sequence number in the live log afterwards.
     pub first_seq: u64,
-    /// Why the next segment was kept (`None` when the log has a single segment).
+    /// Why the oldest remaining segment was kept (the segment being written always is).
     pub held_by: Option<HeldBy>,
 }
 

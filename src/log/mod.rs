@@ -87,7 +87,8 @@ pub struct Log {
 pub struct LogStats {
     /// Live segment files.
     pub segments: usize,
-    /// Sequence number of the first record in the log.
+    /// Sequence number of the first record in the live log (compaction may have archived or
+    /// deleted the records before it).
     pub first_seq: u64,
     /// Sequence number after the last committed record.
     pub committed_next: u64,
