@@ -6,9 +6,8 @@
 //! compressed copy is written as `.tmp`, synced, then renamed), so the archive never holds a
 //! half-written segment under a real name.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -273,26 +272,7 @@ impl Archive {
         let tmp = self
             .dir
             .join(format!("{:020}{LZ4_SUFFIX}{TMP_SUFFIX}", seg.id));
-        let written = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| {
-                f.write_all(&header)?;
-                f.write_all(&raw[..SEGMENT_HEADER_LEN])?;
-                f.write_all(&block)?;
-                f.sync_data()
-            });
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(if sfs::is_no_space(&e) {
-                Error::NoSpace { path: tmp }
-            } else {
-                Error::io("write archive", &tmp, e)
-            });
-        }
+        sfs::write_temporary(&tmp, &[&header, &raw[..SEGMENT_HEADER_LEN], &block], true)?;
         crate::failpoint::hit("archive: compressed copy written")?;
         std::fs::rename(&tmp, &to).map_err(|e| Error::io("rename", &tmp, e))?;
         sfs::sync_dir(&self.dir)?;

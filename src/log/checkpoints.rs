@@ -7,9 +7,7 @@
 //! mapping contract in `storage::mmap`). A file that fails any check is skipped and reported,
 //! never trusted.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -164,25 +162,7 @@ impl CheckpointStore {
         let path = self.path(seq);
         let tmp = path.with_extension("ckpt.tmp");
         let header = checkpoint::encode_header(next_seq, timestamp_ns, data);
-        let written = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| {
-                f.write_all(&header)?;
-                f.write_all(data)?;
-                f.sync_data()
-            });
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(if sfs::is_no_space(&e) {
-                Error::NoSpace { path: tmp }
-            } else {
-                Error::io("write checkpoint", &tmp, e)
-            });
-        }
+        sfs::write_temporary(&tmp, &[&header, data], true)?;
         crate::failpoint::hit("checkpoint: written, not renamed")?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
         crate::failpoint::hit("checkpoint: renamed, directory not synced")?;

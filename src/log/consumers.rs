@@ -6,9 +6,6 @@
 //! record from the smallest position on.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -132,20 +129,7 @@ impl Consumers {
             next_seq,
             updated_ns: sfs::now_ns(),
         });
-        let written = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| {
-                f.write_all(&bytes)?;
-                f.sync_data()
-            });
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(Error::io("write consumer position", &tmp, e));
-        }
+        sfs::write_temporary(&tmp, &[&bytes], true)?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
         sfs::sync_dir(&self.dir)
     }

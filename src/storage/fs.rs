@@ -199,21 +199,41 @@ pub(crate) fn read_at(file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> 
         .map_err(|e| Error::io("read", path, e))
 }
 
-/// Replaces `path` with `bytes` (written to `<path>.tmp`, then renamed), without syncing:
-/// for derived files, which are checked when read and rebuilt when missing.
-pub(crate) fn replace_file_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("idx.tmp");
+/// Writes `parts`, one after the other, to a new file `tmp` (replacing any file there),
+/// with `fdatasync` when `sync`. On failure the file is removed and a full disk reported as
+/// [`Error::NoSpace`]. Callers then rename `tmp` into place: a file is complete before it
+/// has its final name.
+pub(crate) fn write_temporary(tmp: &Path, parts: &[&[u8]], sync: bool) -> Result<()> {
     let written = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes));
+        .open(tmp)
+        .and_then(|mut f| {
+            for part in parts {
+                f.write_all(part)?;
+            }
+            if sync { f.sync_data() } else { Ok(()) }
+        });
     if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io("write", &tmp, e));
+        let _ = std::fs::remove_file(tmp);
+        return Err(if is_no_space(&e) {
+            Error::NoSpace {
+                path: tmp.to_path_buf(),
+            }
+        } else {
+            Error::io("write", tmp, e)
+        });
     }
+    Ok(())
+}
+
+/// Replaces `path` with `bytes` (written to `<path>.tmp`, then renamed), without syncing:
+/// for derived files, which are checked when read and rebuilt when missing.
+pub(crate) fn replace_file_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("idx.tmp");
+    write_temporary(&tmp, &[bytes], false)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))
 }
 
