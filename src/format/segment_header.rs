@@ -130,12 +130,22 @@ impl SegmentHeader {
                 value: header_len.into(),
             });
         }
-        Ok(HeaderState::Valid(SegmentHeader {
+        let h = SegmentHeader {
             segment_id: le_u64(b, SEGMENT_ID_OFFSET),
             capacity: le_u64(b, CAPACITY_OFFSET),
             base_seq: le_u64(b, BASE_SEQ_OFFSET),
             created_ns: le_u64(b, CREATED_OFFSET),
-        }))
+        };
+        // A segment holds fewer frames than bytes, so `base_seq + capacity` bounds every
+        // sequence number in it: keeping that sum in range keeps all sequence arithmetic on
+        // a valid header from overflowing.
+        if h.base_seq.checked_add(h.capacity).is_none() {
+            return Err(CorruptionKind::BadHeaderField {
+                field: "base_seq",
+                value: h.base_seq,
+            });
+        }
+        Ok(HeaderState::Valid(h))
     }
 }
 

@@ -413,7 +413,7 @@ fn read_entry(id: u64, path: &Path, compressed: bool) -> Result<ArchivedSegment>
             .map_err(|k| Error::corrupt(path, 0, k))?;
         let (h, seal) =
             segment_identity(path, ARCHIVE_HEADER_LEN as u64, &buf[ARCHIVE_HEADER_LEN..])?;
-        if len != BLOCK_AT as u64 + ah.compressed_len {
+        if Some(len) != (BLOCK_AT as u64).checked_add(ah.compressed_len) {
             let kind = CorruptionKind::Truncated {
                 what: "archive block",
             };
@@ -427,7 +427,7 @@ fn read_entry(id: u64, path: &Path, compressed: bool) -> Result<ArchivedSegment>
         let (h, seal) = segment_identity(path, 0, &buf)?;
         (h, seal, len == h.capacity)
     };
-    if header.segment_id != id || !capacity_ok {
+    if header.segment_id != id || !capacity_ok || header.capacity > crate::SEGMENT_SIZE_MAX {
         let kind = CorruptionKind::BadHeaderField {
             field: "segment_id or capacity (does not match the file)",
             value: header.segment_id,

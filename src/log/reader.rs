@@ -91,6 +91,9 @@ pub struct Reader {
     /// The mapping of `seg`, held directly so the per-record path does no lookups.
     map: Arc<Mapping>,
     offset: u64,
+    /// Where the frames of `seg` end for this reader: the seal's end offset for a sealed
+    /// segment (so a damaged or oversized capacity cannot move it), else the capacity.
+    limit: u64,
     next_seq: u64,
     skip: Skip,
 }
@@ -189,6 +192,7 @@ impl Reader {
     ) -> Reader {
         Reader {
             shared,
+            limit: limit_of(&seg),
             seg,
             map,
             offset: at.0,
@@ -289,7 +293,7 @@ impl Reader {
     }
 
     fn word(&self) -> Result<Option<Word>> {
-        if self.offset >= self.seg.capacity {
+        if self.offset >= self.limit {
             return Ok(None);
         }
         let Some(w) = self.map.word(self.offset) else {
@@ -357,10 +361,32 @@ impl Reader {
         skip
     }
 
+    /// What unwritten space at the reader's position means. In a segment still being
+    /// written it is the end of what is published so far. In a sealed segment every frame is
+    /// published: at the end the seal records, the segment is over (a full segment has no end
+    /// marker); before it, frames the seal counts are missing.
+    #[cold]
+    fn unwritten(&self) -> Result<Option<Word>> {
+        let Some(c) = self.seg.completion().filter(|_| self.seg.is_sealed()) else {
+            return Ok(Some(Word::Unwritten));
+        };
+        if self.offset >= c.end_offset {
+            return Ok(Some(Word::EndOfSegment));
+        }
+        let kind = CorruptionKind::Truncated {
+            what: "frames (the seal counts more)",
+        };
+        Err(self.seg.corrupt(self.offset, kind))
+    }
+
     /// True if `next` would make progress: a frame is published at the position, or the
     /// segment is over and the next one exists.
     fn ready(&self) -> bool {
-        match self.word() {
+        let word = match self.word() {
+            Ok(Some(Word::Unwritten)) => self.unwritten(),
+            w => w,
+        };
+        match word {
             Ok(Some(Word::Unwritten)) => false,
             Ok(None | Some(Word::EndOfSegment)) => self.shared.next_segment_exists(self.seg.id),
             Ok(Some(Word::Frame { .. })) | Err(_) => true,
@@ -368,7 +394,11 @@ impl Reader {
     }
 
     fn step(&mut self) -> Result<Step> {
-        match self.word()? {
+        let word = match self.word()? {
+            Some(Word::Unwritten) => self.unwritten()?,
+            w => w,
+        };
+        match word {
             Some(Word::Unwritten) => Ok(Step::Empty),
             Some(Word::Frame {
                 kind,
@@ -392,11 +422,20 @@ impl Reader {
                 }
                 prepare_index(&self.shared, &next)?;
                 self.map = map;
+                self.limit = limit_of(&next);
                 self.seg = next;
                 self.offset = SEGMENT_HEADER_LEN as u64;
                 Ok(Step::Moved)
             }
         }
+    }
+}
+
+/// Where a reader stops reading frames in `seg` (see `Reader::limit`).
+fn limit_of(seg: &Segment) -> u64 {
+    match seg.completion() {
+        Some(c) if seg.is_sealed() => c.end_offset.min(seg.capacity),
+        _ => seg.capacity,
     }
 }
 

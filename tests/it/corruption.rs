@@ -427,3 +427,38 @@ fn index_files_speed_up_seeks_and_a_bad_one_is_ignored() {
     std::fs::write(&idx[2], &third[..third.len() - 5]).unwrap();
     seek_all(&open(dir.path(), opts()));
 }
+
+/// Zeros inside a sealed segment (trusted at open without a scan) are an error for a reader
+/// that reaches them, never a silent end of the log.
+#[test]
+fn zeroed_frames_in_a_sealed_segment_are_an_error_not_an_end() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path(), Options::default().segment_size(4096)).unwrap();
+        for i in 0..500u64 {
+            log.append(&i.to_le_bytes()).unwrap();
+        }
+    }
+    let seg = dir.path().join("segments/00000000000000000001.seg");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[2048..2048 + 256].fill(0);
+    std::fs::write(&seg, &bytes).unwrap();
+    let log = Log::open(dir.path(), Options::default().segment_size(4096)).unwrap();
+    let mut r = log.read_from(0).unwrap();
+    let mut read = 0u64;
+    let outcome = loop {
+        match r.next() {
+            Some(Ok(rec)) => {
+                assert_eq!(rec.seq(), read);
+                read += 1;
+            }
+            Some(Err(e)) => break Some(e),
+            None => break None,
+        }
+    };
+    assert!(
+        matches!(outcome, Some(mmlog::Error::Corrupt { .. })),
+        "after {read} records: {outcome:?}"
+    );
+    assert!(read > 123 && read < 500, "{read}");
+}
