@@ -10,9 +10,10 @@ mod checks;
 
 use std::path::Path;
 
-use mmlog::format::checkpoint;
+use mmlog::format::consumer_file::{self, ConsumerPosition};
 use mmlog::format::frame::{self, Decoded, FrameKind};
 use mmlog::format::segment_header::{SEAL_OFFSET, SEGMENT_HEADER_LEN, Seal, SegmentHeader};
+use mmlog::format::{archive_file, checkpoint};
 
 /// SplitMix64: small, deterministic, good enough to spread inputs.
 struct Rng(u64);
@@ -255,6 +256,147 @@ fn segment_inputs() -> Vec<Vec<u8>> {
     inputs
 }
 
+/// Consumer position files and archive headers: valid, damaged, and with bad fields under a
+/// valid CRC (both kinds go through both decoders).
+fn small_files_inputs() -> Vec<Vec<u8>> {
+    let mut rng = Rng(6);
+    let mut inputs = vec![vec![], vec![0u8; 40], vec![0u8; 48]];
+    for _ in 0..60 {
+        let len = rng.below(100) as usize;
+        inputs.push(rng.bytes(len));
+    }
+    for i in 0..120 {
+        let pos = consumer_file::encode(ConsumerPosition {
+            next_seq: rng.next(),
+            updated_ns: rng.next(),
+        })
+        .to_vec();
+        inputs.push(if i % 3 == 0 { pos } else { rng.damage(pos) });
+    }
+    for i in 0..120 {
+        let block = rng.some_bytes(40);
+        let raw_len = if i % 5 == 0 {
+            SEGMENT_HEADER_LEN as u64
+        } else {
+            rng.next()
+        };
+        let mut h = archive_file::encode_header(raw_len, &block).to_vec();
+        if i % 4 == 1 {
+            h.extend(rng.some_bytes(200));
+        }
+        inputs.push(if i % 3 == 0 { h } else { rng.damage(h) });
+    }
+    // Fields the CRC cannot vouch for: a version 2 file, non-zero reserved bytes, another codec,
+    // a raw_len shorter than a segment header.
+    let pos = consumer_file::encode(ConsumerPosition {
+        next_seq: 1,
+        updated_ns: 2,
+    });
+    for (at, value) in [(8, 2), (12, 1), (36, 1)] {
+        let mut b = pos;
+        b[at] = value;
+        let crc = mmlog::format::crc::checksum(&b[..consumer_file::CRC_OFFSET]);
+        b[consumer_file::CRC_OFFSET..consumer_file::CRC_OFFSET + 4]
+            .copy_from_slice(&crc.to_le_bytes());
+        inputs.push(b.to_vec());
+    }
+    inputs.push(archive_file::encode_header(127, b"block").to_vec());
+    inputs.push(archive_file::encode_header(0, &[]).to_vec());
+    let arz = archive_file::encode_header(4096, b"block");
+    for (at, value) in [(8, 2), (12, 2), (12, 0), (36, 1), (40, 1), (43, 0x80)] {
+        let mut b = arz;
+        b[at] = value;
+        let crc = mmlog::format::crc::checksum(&b[..archive_file::HEADER_CRC_OFFSET]);
+        b[archive_file::HEADER_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
+        inputs.push(b.to_vec());
+    }
+    inputs
+}
+
+/// Inputs in `archive_open`'s layout: the archive file, flags, splice offset, bytes.
+fn archive_inputs() -> Vec<Vec<u8>> {
+    use checks::{ARCHIVE_FIX_CRCS, ARCHIVE_FIX_LEN, ARCHIVE_SPLICE, ARCHIVE_TRUNCATE};
+    let files = checks::archived_files();
+    let mut rng = Rng(7);
+    let input = |file: usize, flags: u8, offset: usize, bytes: &[u8]| {
+        let mut b = vec![file as u8, flags];
+        b.extend((offset as u16).to_le_bytes());
+        b.extend_from_slice(bytes);
+        b
+    };
+    let mut inputs = vec![vec![], vec![0, 1, 0]];
+    for (k, f) in files.iter().enumerate() {
+        // Unchanged, with or without its CRCs recomputed.
+        inputs.push(input(k, ARCHIVE_SPLICE, 0, &[]));
+        inputs.push(input(k, ARCHIVE_SPLICE | ARCHIVE_FIX_CRCS, 0, &[]));
+        inputs.push(input(k, 0, 0, f));
+        // Empty, cut inside the headers, cut inside the block (with and without a fixed length).
+        inputs.push(input(k, 0, 0, &[]));
+        for cut in [40, 100, 176, f.len() / 2, f.len() - 1] {
+            inputs.push(input(k, ARCHIVE_SPLICE | ARCHIVE_TRUNCATE, cut, &[]));
+            let fix = ARCHIVE_SPLICE | ARCHIVE_TRUNCATE | ARCHIVE_FIX_LEN | ARCHIVE_FIX_CRCS;
+            inputs.push(input(k, fix, cut, &[]));
+        }
+        // Bytes appended after the block.
+        let tail = rng.bytes(16);
+        inputs.push(input(k, ARCHIVE_SPLICE, f.len(), &tail));
+        inputs.push(input(
+            k,
+            ARCHIVE_SPLICE | ARCHIVE_FIX_LEN | ARCHIVE_FIX_CRCS,
+            f.len(),
+            &tail,
+        ));
+        // Bit flips, anywhere (caught by a CRC) and under recomputed CRCs.
+        for i in 0..24 {
+            let at = if i < 8 {
+                rng.below(176) as usize
+            } else {
+                176 + rng.below(f.len() as u64 - 176) as usize
+            };
+            let flipped = [f[at] ^ (1 << rng.below(8))];
+            let flags = if i % 2 == 0 {
+                ARCHIVE_SPLICE
+            } else {
+                ARCHIVE_SPLICE | ARCHIVE_FIX_CRCS
+            };
+            inputs.push(input(k, flags, at, &flipped));
+        }
+        // Header fields rewritten under recomputed CRCs: raw_len, compressed_len, segment id,
+        // capacity, base_seq, the seal's record count and end offset.
+        let fields: [(usize, u64); 16] = [
+            (16, 128),
+            (16, f.len() as u64),
+            (16, 4096 + 8),
+            (24, 0),
+            (24, 1 << 40),
+            (48 + 16, 7),
+            (48 + 24, 4088),
+            (48 + 24, 4100),
+            (48 + 24, 1 << 20),
+            (48 + 24, u64::MAX),
+            (48 + 32, u64::MAX - 5),
+            (48 + 24, 256),
+            (48 + 32, 1),
+            (48 + 64, 1),
+            (48 + 64, 200),
+            (48 + 72, 128),
+        ];
+        for (at, value) in fields {
+            let flags = ARCHIVE_SPLICE | ARCHIVE_FIX_CRCS;
+            inputs.push(input(k, flags, at, &value.to_le_bytes()));
+        }
+        // Random bytes over the block under recomputed CRCs: the LZ4 decoder's input.
+        for _ in 0..6 {
+            let at = 176 + rng.below(f.len() as u64 - 176) as usize;
+            let junk = rng.some_bytes(24);
+            inputs.push(input(k, ARCHIVE_SPLICE | ARCHIVE_FIX_CRCS, at, &junk));
+        }
+        // Random bytes as the whole file.
+        inputs.push(input(k, 0, 0, &rng.some_bytes(400)));
+    }
+    inputs
+}
+
 #[test]
 fn frame_decode() {
     let inputs = frame_inputs();
@@ -324,6 +466,49 @@ fn segment_scan() {
     }
 }
 
+#[test]
+fn small_files_decode() {
+    let inputs = small_files_inputs();
+    let positions = inputs
+        .iter()
+        .filter(|b| consumer_file::decode(b).is_ok())
+        .count();
+    let headers = inputs
+        .iter()
+        .filter(|b| archive_file::decode_header(b).is_ok())
+        .count();
+    assert!(
+        positions >= 40 && headers >= 40,
+        "{positions} valid position files, {headers} valid archive headers"
+    );
+    for input in inputs.iter().chain(&kept_inputs("small_files_decode")) {
+        checks::small_files_decode(input);
+    }
+}
+
+#[test]
+fn archive_open() {
+    let summaries: Vec<checks::ArchiveSummary> = archive_inputs()
+        .iter()
+        .map(|input| checks::archive_open(input))
+        .collect();
+    let count = |f: fn(&checks::ArchiveSummary) -> bool| summaries.iter().filter(|s| f(s)).count();
+    let unchanged = count(|s| s.unchanged);
+    let damaged = count(|s| s.damaged);
+    let listed_unclean = count(|s| s.listed && !s.clean);
+    let changed_clean = count(|s| !s.unchanged && s.clean);
+    let partial = count(|s| s.read_failed && s.records_read > 0);
+    eprintln!(
+        "{} inputs: {unchanged} unchanged, {damaged} named damaged, {listed_unclean} listed \
+         but failing verification, {changed_clean} changed but clean, {partial} read in part",
+        summaries.len()
+    );
+    assert!(unchanged >= 9 && damaged >= 60 && listed_unclean >= 20 && partial >= 40);
+    for input in kept_inputs("archive_open") {
+        checks::archive_open(&input);
+    }
+}
+
 /// `fix_frames` turns a body of arbitrary commit words into valid frames, which is what lets the
 /// fuzzer reach deep into recovery; make sure it does.
 #[test]
@@ -366,6 +551,8 @@ fn write_seed_corpus() {
         ("segment_header_decode", header_inputs()),
         ("checkpoint_decode", checkpoint_inputs()),
         ("segment_scan", segment_inputs()),
+        ("small_files_decode", small_files_inputs()),
+        ("archive_open", archive_inputs()),
     ];
     for (target, inputs) in sets {
         let d = Path::new(&dir).join(target);

@@ -6,15 +6,17 @@
 //! a panic here is a finding. Only mmlog's public API is used.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use mmlog::format::checkpoint;
+use mmlog::format::archive_file::{self, ARCHIVE_HEADER_LEN, BLOCK_AT, SEGMENT_HEADER_AT};
 use mmlog::format::crc::{checksum, checksum_append};
 use mmlog::format::frame::{self, Decoded, FrameKind};
 use mmlog::format::segment_header::{
-    HeaderState, SEAL_OFFSET, SEGMENT_HEADER_LEN, Seal, SegmentHeader,
+    self, HeaderState, SEAL_OFFSET, SEGMENT_HEADER_LEN, Seal, SegmentHeader,
 };
-use mmlog::{Durability, Log, Options};
+use mmlog::format::{ARCHIVE_MAGIC, FORMAT_VERSION, checkpoint, consumer_file};
+use mmlog::{ArchiveMode, ArchivedSegment, Durability, Log, Options, Retention};
 
 /// Largest segment body [`segment_scan`] writes: keeps every input quick.
 const MAX_SEGMENT_BODY: usize = 1 << 14;
@@ -322,6 +324,585 @@ fn plausible_seal(s: &[u8], capacity: u64) -> Seal {
     seal
 }
 
+/// `small_files_decode`: `consumer_file::decode` and `archive_file::decode_header` never panic.
+///
+/// - A consumer position file that decodes re-encodes to the input, and no single bit flip of
+///   it decodes.
+/// - An archive header that decodes has the documented bytes at the documented offsets (magic,
+///   version, codec, the fields returned, zero reserved bytes, the header CRC), re-encodes to
+///   the same block-independent prefix, and no single bit flip of its 48 bytes decodes.
+pub fn small_files_decode(data: &[u8]) {
+    if let Ok(p) = consumer_file::decode(data) {
+        let canonical = consumer_file::encode(p);
+        assert_eq!(&canonical[..], data, "consumer file re-encodes differently");
+        assert_single_flips_rejected(data, |b| consumer_file::decode(b).is_ok(), "consumer");
+    }
+    let Ok(h) = archive_file::decode_header(data) else {
+        return;
+    };
+    let b = &data[..ARCHIVE_HEADER_LEN];
+    assert_eq!(b[..8], ARCHIVE_MAGIC, "archive header magic");
+    assert_eq!(le_u32(b, archive_file::VERSION_OFFSET), FORMAT_VERSION);
+    assert_eq!(
+        le_u32(b, archive_file::CODEC_OFFSET),
+        archive_file::CODEC_LZ4_BLOCK
+    );
+    assert_eq!(h.raw_len, le_u64(b, archive_file::RAW_LEN_OFFSET));
+    assert_eq!(
+        h.compressed_len,
+        le_u64(b, archive_file::COMPRESSED_LEN_OFFSET)
+    );
+    assert_eq!(
+        h.compressed_crc,
+        le_u32(b, archive_file::COMPRESSED_CRC_OFFSET)
+    );
+    let reserved = archive_file::COMPRESSED_CRC_OFFSET + 4..archive_file::HEADER_CRC_OFFSET;
+    assert!(b[reserved].iter().all(|&x| x == 0), "reserved bytes set");
+    assert_eq!(
+        le_u32(b, archive_file::HEADER_CRC_OFFSET),
+        checksum(&b[..archive_file::HEADER_CRC_OFFSET]),
+        "archive header CRC"
+    );
+    assert!(
+        h.raw_len >= SEGMENT_HEADER_LEN as u64,
+        "raw_len below a segment header"
+    );
+    // The bytes before `compressed_len` do not depend on the block.
+    let prefix = archive_file::COMPRESSED_LEN_OFFSET;
+    let canonical = archive_file::encode_header(h.raw_len, &[]);
+    assert_eq!(
+        canonical[..prefix],
+        b[..prefix],
+        "archive header re-encodes differently"
+    );
+    assert_eq!(
+        archive_file::decode_header(b),
+        Ok(h),
+        "bytes after the header changed it"
+    );
+    assert_single_flips_rejected(
+        b,
+        |x| archive_file::decode_header(x).is_ok(),
+        "archive header",
+    );
+}
+
+fn assert_single_flips_rejected(valid: &[u8], decodes: impl Fn(&[u8]) -> bool, what: &str) {
+    let mut b = valid.to_vec();
+    for i in 0..b.len() * 8 {
+        b[i / 8] ^= 1 << (i % 8);
+        assert!(
+            !decodes(&b),
+            "{what}: flip of bit {} in byte {} accepted",
+            i % 8,
+            i / 8
+        );
+        b[i / 8] ^= 1 << (i % 8);
+    }
+}
+
+/// Records in the log [`archive_open`] damages: 8-byte payloads, their own sequence numbers.
+const TEMPLATE_RECORDS: u64 = 400;
+/// Segment size of that log: about 120 records a segment.
+const TEMPLATE_SEGMENT_SIZE: u64 = 4096;
+
+/// `archive_open` control byte 1, bit 0: splice the input into the archive file at the offset
+/// in control bytes 2..4 (little-endian; modulo the file length + 1 if beyond it) instead of
+/// replacing the whole file with it. An offset within the file is taken as is, so that what
+/// it hits does not change with the file's length (which changes from one process to the
+/// next, with the timestamps LZ4 compresses).
+pub const ARCHIVE_SPLICE: u8 = 1;
+/// Bit 1 (with bit 0): cut the file after the spliced bytes.
+pub const ARCHIVE_TRUNCATE: u8 = 2;
+/// Bit 2: then set `compressed_len` to the length of what follows the segment header.
+pub const ARCHIVE_FIX_LEN: u8 = 4;
+/// Bit 3: then make every CRC of the file right (block, archive header, segment identity and
+/// seal), so that the damage gets past the checksums into the LZ4 decoder and the readers.
+pub const ARCHIVE_FIX_CRCS: u8 = 8;
+
+/// `archive_open`: a small log (400 records of 4 KiB segments, the first three compacted into
+/// `archive/*.seg.lz4`, built once per process) gets one of its archive files damaged by the
+/// input, and is opened again. Then:
+///
+/// - `Log::open` succeeds (the archive is not read at open); `archived_segments` and
+///   `verify_archive` return `Ok` (damage is reported inside, never as a failure of the call);
+/// - the other archive files are listed exactly as before; the damaged one is either listed,
+///   with the fields its headers hold, or named as damaged, never both; a file whose headers
+///   fail their checks is not listed; a damaged file makes `verify_archive` report problems;
+/// - a reader from 0, one from the end of the damaged segment and one from inside it return
+///   records in increasing sequence order, each one that was written (payload = its sequence
+///   number, the timestamp it got), unless the damaged file itself holds that record as a
+///   valid frame (which the fuzzer can forge); iteration ends within a bound, and ends with
+///   an error unless it got to the last record (`None`, "nothing more yet", is the end of
+///   this closed log: damage must not pass for it);
+/// - when `verify_archive` finds nothing wrong, a reader from 0 gets to the last record;
+/// - when the damaged file is named as damaged, the records before it are all readable,
+///   exactly, and then the reader fails; unless the file is listed with other fields than
+///   before, the records after it are all readable, exactly; when the file is unchanged,
+///   everything is as before the damage.
+///
+/// Input layout: byte 0 picks the archive file (modulo their number), byte 1 holds the
+/// `ARCHIVE_*` flags above, bytes 2..4 the splice offset; the rest is the bytes written.
+///
+/// The log's timestamps (in its frames, headers and seals) come from the clock, and LZ4
+/// compresses them, so the archive files differ a little from one process to the next: an
+/// input that damages the block at a fixed offset, or whose outcome depends on the bytes it
+/// did not overwrite, may not reproduce. Damage to the headers with `ARCHIVE_FIX_CRCS`, and
+/// whole-file replacements, do.
+pub fn archive_open(data: &[u8]) -> ArchiveSummary {
+    let Some((ctl, rest)) = data.split_at_checked(4) else {
+        return ArchiveSummary::default();
+    };
+    let t = template();
+    let k = usize::from(ctl[0]) % t.archived.len();
+    let original = &t.files[t.archived[k]].1;
+    let offset = usize::from(u16::from_le_bytes([ctl[2], ctl[3]]));
+    let file = damage_archive_file(original, ctl[1], offset, rest);
+    check_archive_file(k, &file)
+}
+
+/// The archive files of the `archive_open` log, by segment id (for building inputs).
+pub fn archived_files() -> Vec<Vec<u8>> {
+    let t = template();
+    t.archived.iter().map(|&i| t.files[i].1.clone()).collect()
+}
+
+/// What [`archive_open`] went through (for the deterministic test's coverage checks).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ArchiveSummary {
+    /// The archive file was left as it was.
+    pub unchanged: bool,
+    /// `archived_segments` listed it.
+    pub listed: bool,
+    /// `archived_segments` named it as damaged.
+    pub damaged: bool,
+    /// `verify_archive` found nothing wrong.
+    pub clean: bool,
+    /// Records a reader from 0 returned before its first error.
+    pub records_read: usize,
+    /// The reader from 0 failed (at `read_from` or with an error from `next`).
+    pub read_failed: bool,
+    /// Records returned that were never written but that the damaged file holds.
+    pub forged: usize,
+}
+
+/// Applies the damage `archive_open` describes to `original`.
+fn damage_archive_file(original: &[u8], flags: u8, offset: usize, bytes: &[u8]) -> Vec<u8> {
+    let mut f = if flags & ARCHIVE_SPLICE == 0 {
+        bytes.to_vec()
+    } else {
+        let mut f = original.to_vec();
+        let at = if offset <= f.len() {
+            offset
+        } else {
+            offset % (f.len() + 1)
+        };
+        let end = at + bytes.len();
+        if f.len() < end {
+            f.resize(end, 0);
+        }
+        f[at..end].copy_from_slice(bytes);
+        if flags & ARCHIVE_TRUNCATE != 0 {
+            f.truncate(end);
+        }
+        f
+    };
+    if f.len() < BLOCK_AT {
+        return f;
+    }
+    if flags & ARCHIVE_FIX_LEN != 0 {
+        let len = (f.len() - BLOCK_AT) as u64;
+        let at = archive_file::COMPRESSED_LEN_OFFSET;
+        f[at..at + 8].copy_from_slice(&len.to_le_bytes());
+    }
+    if flags & ARCHIVE_FIX_CRCS != 0 {
+        let crc = checksum(&f[BLOCK_AT..]);
+        put_crc(&mut f, archive_file::COMPRESSED_CRC_OFFSET, crc);
+        let crc = checksum(&f[..archive_file::HEADER_CRC_OFFSET]);
+        put_crc(&mut f, archive_file::HEADER_CRC_OFFSET, crc);
+        let h = SEGMENT_HEADER_AT;
+        let crc = checksum(&f[h..h + segment_header::HEADER_CRC_OFFSET]);
+        put_crc(&mut f, h + segment_header::HEADER_CRC_OFFSET, crc);
+        let crc = checksum(&f[h + SEAL_OFFSET..h + segment_header::SEAL_CRC_OFFSET]);
+        put_crc(&mut f, h + segment_header::SEAL_CRC_OFFSET, crc);
+    }
+    f
+}
+
+fn put_crc(f: &mut [u8], at: usize, crc: u32) {
+    f[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Runs the `archive_open` checks with `file` in place of archive file `k` (by position in
+/// the archive, which is also its segment id).
+pub fn check_archive_file(k: usize, file: &[u8]) -> ArchiveSummary {
+    let t = template();
+    let (name, original) = {
+        let (path, bytes) = &t.files[t.archived[k]];
+        (path.file_name().expect("file name").to_owned(), bytes)
+    };
+    let before = t.entries[k];
+    let mut summary = ArchiveSummary {
+        unchanged: file == &original[..],
+        ..ArchiveSummary::default()
+    };
+    let tmp = scratch_dir();
+    let dir = tmp.path().join("log");
+    for (path, contents) in &t.files {
+        let to = dir.join(path);
+        fs::create_dir_all(to.parent().expect("parent")).expect("create dir");
+        let bytes = if path.file_name() == Some(&name) {
+            file
+        } else {
+            contents
+        };
+        fs::write(&to, bytes).expect("write log file");
+    }
+    let log = Log::open(&dir, archive_options())
+        .unwrap_or_else(|e| panic!("open failed over a damaged archive file: {e}"));
+
+    let (entries, damaged) = log.archived_segments().expect("archived_segments");
+    let listed = entries.iter().find(|e| e.id == before.id);
+    summary.listed = listed.is_some();
+    summary.damaged = damaged.iter().any(|d| d.path.file_name() == Some(&name));
+    assert_eq!(
+        damaged.len(),
+        usize::from(summary.damaged),
+        "undamaged files named as damaged: {damaged:?}"
+    );
+    assert!(
+        summary.listed != summary.damaged,
+        "the file is listed: {}, named as damaged: {}",
+        summary.listed,
+        summary.damaged
+    );
+    let others: Vec<EntryFields> = entries
+        .iter()
+        .filter(|e| e.id != before.id)
+        .map(EntryFields::of)
+        .collect();
+    let expected: Vec<EntryFields> = t
+        .entries
+        .iter()
+        .copied()
+        .filter(|e| e.id != before.id)
+        .collect();
+    assert_eq!(
+        others, expected,
+        "the undamaged archive files are listed differently"
+    );
+    if let Some(e) = listed {
+        check_listed(e, file);
+    }
+    if summary.unchanged {
+        assert_eq!(listed.map(EntryFields::of), Some(before), "unchanged file");
+    }
+
+    let check = log.verify_archive().expect("verify_archive");
+    summary.clean = check.is_clean();
+    if summary.damaged {
+        assert!(!summary.clean, "verify_archive misses the damaged file");
+    }
+    if summary.unchanged {
+        assert!(
+            summary.clean,
+            "an intact archive fails to verify: {:?}",
+            check.problems
+        );
+    }
+
+    let from_zero = read_checked(&log, 0, file);
+    summary.records_read = from_zero.seqs.len();
+    summary.read_failed = from_zero.failed;
+    let (start, end) = (before.base_seq, before.base_seq + before.record_count);
+    let mid = start + before.record_count / 2 + 1;
+    let after = read_checked(&log, end, file);
+    let inside = read_checked(&log, mid, file);
+    summary.forged = from_zero.forged + after.forged + inside.forged;
+    if summary.clean {
+        // What verifies reads back: every record, through to the end.
+        assert!(
+            !from_zero.failed && from_zero.ended,
+            "verify_archive finds nothing wrong, but a reader from 0 fails after record {:?}",
+            from_zero.last
+        );
+    }
+    if summary.unchanged {
+        let all: Vec<u64> = (0..TEMPLATE_RECORDS).collect();
+        assert_eq!(from_zero.seqs, all, "reader from 0");
+        assert!(!from_zero.failed && from_zero.ended);
+        assert_eq!(inside.seqs, (mid..TEMPLATE_RECORDS).collect::<Vec<_>>());
+    }
+    if summary.damaged {
+        // Everything before the damaged segment reads back, then the reader stops on an error.
+        assert_eq!(
+            from_zero.seqs,
+            (0..start).collect::<Vec<_>>(),
+            "reader from 0 over damaged archive segment {}",
+            before.id
+        );
+        assert!(
+            from_zero.failed,
+            "reader from 0 passed a damaged segment without an error"
+        );
+    }
+    // Readers look archived segments up by the fields listed: unless those changed, the
+    // damaged segment cannot get in the way of the ones after it.
+    if listed.is_none_or(|e| EntryFields::of(e) == before) {
+        assert_eq!(
+            after.seqs,
+            (end..TEMPLATE_RECORDS).collect::<Vec<_>>(),
+            "reader from {end}, after the damaged segment"
+        );
+        assert!(!after.failed && after.ended, "reader from {end} failed");
+    }
+    let _ = log.close();
+    summary
+}
+
+/// A listed archived segment agrees with the headers in its file.
+fn check_listed(e: &ArchivedSegment, file: &[u8]) {
+    assert!(
+        archive_file::decode_header(file).is_ok(),
+        "listed with a bad archive header"
+    );
+    let h = &file[SEGMENT_HEADER_AT..BLOCK_AT];
+    assert!(
+        matches!(SegmentHeader::decode(h), Ok(HeaderState::Valid(_))),
+        "listed with a bad segment header"
+    );
+    let seal = Seal::decode(h).expect("listed without a seal");
+    assert!(e.compressed);
+    assert_eq!(e.file_bytes, file.len() as u64);
+    assert_eq!(e.id, le_u64(h, segment_header::SEGMENT_ID_OFFSET));
+    assert_eq!(e.base_seq, le_u64(h, segment_header::BASE_SEQ_OFFSET));
+    assert_eq!(e.capacity, le_u64(h, segment_header::CAPACITY_OFFSET));
+    assert_eq!(
+        (e.record_count, e.first_ts_ns, e.max_ts_ns),
+        (seal.record_count, seal.first_ts, seal.max_ts)
+    );
+}
+
+/// What a reader returned.
+#[derive(Default)]
+struct ReadOutcome {
+    /// Records before the first error.
+    seqs: Vec<u64>,
+    /// `read_from` or `next` failed.
+    failed: bool,
+    /// `next` returned `None`.
+    ended: bool,
+    /// Records that were not written but that `file` holds as valid frames.
+    forged: usize,
+    /// The last record returned.
+    last: Option<u64>,
+}
+
+/// Reads from `from` until `None`, three errors, or more items than the log can hold; checks
+/// every record (see [`archive_open`]).
+fn read_checked(log: &Log, from: u64, file: &[u8]) -> ReadOutcome {
+    let t = template();
+    let mut out = ReadOutcome::default();
+    let Ok(mut reader) = log.read_from(from) else {
+        out.failed = true;
+        return out;
+    };
+    let mut last = None;
+    let mut errors = 0;
+    // Every record written, every frame the damaged file could hold, a few errors.
+    let bound = TEMPLATE_RECORDS as usize + (file.len() + 1) * 256 / 24 + 8;
+    for _ in 0..bound {
+        match reader.next() {
+            None => {
+                // The log is closed: `None` ("nothing more yet") means its end, never a
+                // segment that lost records.
+                assert_eq!(
+                    out.last,
+                    Some(TEMPLATE_RECORDS - 1),
+                    "reader from {from} reports the end of the log early, without an error"
+                );
+                out.ended = true;
+                return out;
+            }
+            Some(Err(_)) => {
+                out.failed = true;
+                errors += 1;
+                if errors == 3 {
+                    return out;
+                }
+            }
+            Some(Ok(r)) => {
+                let seq = r.seq();
+                assert!(seq >= from, "reader from {from} returned record {seq}");
+                if let Some(prev) = last {
+                    assert!(seq > prev, "record {seq} after record {prev}");
+                }
+                last = Some(seq);
+                out.last = last;
+                let written = seq < TEMPLATE_RECORDS
+                    && r.payload() == seq.to_le_bytes()
+                    && r.timestamp_ns() == t.timestamps[seq as usize];
+                if !written {
+                    assert!(
+                        frame_in_archive_file(file, seq, r.timestamp_ns(), r.payload()),
+                        "reader returned record {seq} (timestamp {}, payload {:02x?}), which \
+                         was never written and is no valid frame of the damaged file",
+                        r.timestamp_ns(),
+                        r.payload()
+                    );
+                    out.forged += 1;
+                }
+                if !out.failed {
+                    out.seqs.push(seq);
+                }
+            }
+        }
+    }
+    panic!("reader from {from} returned more than {bound} items");
+}
+
+/// Whether the segment that archive file `file` decompresses to holds the record frame
+/// `(seq, timestamp, payload)` with a valid CRC at some 8-aligned offset.
+fn frame_in_archive_file(file: &[u8], seq: u64, ts: u64, payload: &[u8]) -> bool {
+    let Some(header) = file.get(SEGMENT_HEADER_AT..BLOCK_AT) else {
+        return false;
+    };
+    let block = &file[BLOCK_AT..];
+    let raw_len = le_u64(file, archive_file::RAW_LEN_OFFSET);
+    // LZ4 expands at most 255 times: a larger buffer changes nothing.
+    let cap = block.len() as u64 * 256 + 64;
+    let body_len = raw_len.saturating_sub(SEGMENT_HEADER_LEN as u64).min(cap);
+    let mut segment = vec![0u8; SEGMENT_HEADER_LEN + body_len as usize];
+    segment[..SEGMENT_HEADER_LEN].copy_from_slice(header);
+    if lz4_flex::block::decompress_into(block, &mut segment[SEGMENT_HEADER_LEN..]).is_err() {
+        return false;
+    }
+    (SEGMENT_HEADER_LEN..segment.len()).step_by(8).any(|at| {
+        matches!(frame::decode_at(&segment, at), Ok(Decoded::Frame(f))
+            if f.kind == FrameKind::Record
+                && (f.seq, f.timestamp_ns, f.payload) == (seq, ts, payload))
+    })
+}
+
+/// The comparable fields of an [`ArchivedSegment`] (its path is in a different directory for
+/// every input).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct EntryFields {
+    id: u64,
+    base_seq: u64,
+    record_count: u64,
+    first_ts_ns: u64,
+    max_ts_ns: u64,
+    compressed: bool,
+    file_bytes: u64,
+    capacity: u64,
+}
+
+impl EntryFields {
+    fn of(e: &ArchivedSegment) -> EntryFields {
+        EntryFields {
+            id: e.id,
+            base_seq: e.base_seq,
+            record_count: e.record_count,
+            first_ts_ns: e.first_ts_ns,
+            max_ts_ns: e.max_ts_ns,
+            compressed: e.compressed,
+            file_bytes: e.file_bytes,
+            capacity: e.capacity,
+        }
+    }
+}
+
+/// The `archive_open` log, closed, as files in memory.
+struct Template {
+    /// Every file: path relative to the log directory, contents.
+    files: Vec<(PathBuf, Vec<u8>)>,
+    /// Positions in `files` of the compressed archive files, by segment id.
+    archived: Vec<usize>,
+    /// The archived segments as listed before closing, by id.
+    entries: Vec<EntryFields>,
+    /// The timestamp of every record, by sequence number.
+    timestamps: Vec<u64>,
+}
+
+fn archive_options() -> Options {
+    Options::default()
+        .segment_size(TEMPLATE_SEGMENT_SIZE)
+        .durability(Durability::Buffered)
+        .retention(Retention::default().archive(ArchiveMode::Compress))
+}
+
+fn template() -> &'static Template {
+    static TEMPLATE: OnceLock<Template> = OnceLock::new();
+    TEMPLATE.get_or_init(build_template)
+}
+
+/// Writes the log, checkpoints it near the end, compacts it into a compressed archive, reads
+/// it all back, closes it and keeps its files.
+fn build_template() -> Template {
+    let tmp = scratch_dir();
+    let dir = tmp.path().join("log");
+    let log = Log::open(&dir, archive_options()).expect("open the template log");
+    for seq in 0..TEMPLATE_RECORDS {
+        assert_eq!(log.append(&seq.to_le_bytes()).expect("append"), seq);
+    }
+    log.checkpoint(TEMPLATE_RECORDS - 10, b"template")
+        .expect("checkpoint");
+    let report = log.compact().expect("compact");
+    assert!(report.segments_archived >= 2, "{report:?}");
+    let mut timestamps = Vec::new();
+    let mut reader = log.read_from(0).expect("reader");
+    while let Some(r) = reader.next() {
+        let r = r.expect("template record");
+        assert_eq!(r.payload(), (timestamps.len() as u64).to_le_bytes());
+        timestamps.push(r.timestamp_ns());
+    }
+    assert_eq!(timestamps.len() as u64, TEMPLATE_RECORDS);
+    drop(reader);
+    let (listed, damaged) = log.archived_segments().expect("archived_segments");
+    assert!(damaged.is_empty() && log.verify_archive().expect("verify").is_clean());
+    let entries: Vec<EntryFields> = listed.iter().map(EntryFields::of).collect();
+    assert!(
+        entries
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.id == i as u64 && e.compressed)
+    );
+    log.close().expect("close the template log");
+
+    let mut files = Vec::new();
+    collect_files(&dir, Path::new(""), &mut files);
+    files.sort();
+    let archived = listed
+        .iter()
+        .map(|e| {
+            let rel = e.path.strip_prefix(&dir).expect("archive file in the log");
+            files
+                .iter()
+                .position(|(p, _)| p == rel)
+                .expect("archive file")
+        })
+        .collect();
+    Template {
+        files,
+        archived,
+        entries,
+        timestamps,
+    }
+}
+
+fn collect_files(dir: &Path, rel: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+    for entry in fs::read_dir(dir).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let (path, rel) = (entry.path(), rel.join(entry.file_name()));
+        if path.is_dir() {
+            collect_files(&path, &rel, out);
+        } else {
+            out.push((rel, fs::read(&path).expect("read log file")));
+        }
+    }
+}
+
 /// A fresh directory for one input, on tmpfs when there is one (recovery syncs files).
 fn scratch_dir() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
@@ -340,4 +921,10 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
     let mut x = [0u8; 8];
     x.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(x)
+}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    let mut x = [0u8; 4];
+    x.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(x)
 }
