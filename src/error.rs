@@ -120,7 +120,7 @@ pub enum CorruptionKind {
         /// Its value.
         value: u64,
     },
-    /// A frame's CRC does not match its bytes.
+    /// A CRC does not match its bytes: a frame's, a checkpoint blob's or a compressed archive block's.
     ChecksumMismatch {
         /// Stored CRC.
         expected: u32,
@@ -278,7 +278,7 @@ impl fmt::Display for CorruptionKind {
             CorruptionKind::ChecksumMismatch { expected, actual } => {
                 write!(
                     f,
-                    "frame checksum mismatch (stored {expected:#010x}, computed {actual:#010x})"
+                    "checksum mismatch (stored {expected:#010x}, computed {actual:#010x})"
                 )
             }
             CorruptionKind::LengthOutOfBounds { len } => {

@@ -89,8 +89,12 @@ impl Inspection {
     }
 }
 
-/// Reads a log directory. With `deep`, sealed segments are scanned and checked too (every
-/// CRC of the log); without, they are summarised from their seals.
+/// Index density used while verifying archived segments (the index is thrown away).
+const DEEP_INDEX_INTERVAL: u64 = 1 << 16;
+
+/// Reads a log directory. With `deep`, sealed segments and archived segments are scanned and
+/// checked too (every CRC of the log and its archive); without, they are summarised from
+/// their seals.
 pub fn inspect(dir: impl AsRef<Path>, deep: bool) -> Result<Inspection> {
     let dir = dir.as_ref();
     let segments_dir = dir.join(sfs::SEGMENTS_DIR);
@@ -148,12 +152,12 @@ pub fn inspect(dir: impl AsRef<Path>, deep: bool) -> Result<Inspection> {
         .unwrap_or(0);
     out.next_seq = expected_base.unwrap_or(out.first_seq);
     out.records = out.segments.iter().map(|s| s.frames).sum();
-    inspect_beside_segments(dir, &mut out)?;
+    inspect_beside_segments(dir, deep, &mut out)?;
     Ok(out)
 }
 
-/// Checkpoints, consumers and the archive.
-fn inspect_beside_segments(dir: &Path, out: &mut Inspection) -> Result<()> {
+/// Checkpoints, consumers and the archive; with `deep`, every archived frame too.
+fn inspect_beside_segments(dir: &Path, deep: bool, out: &mut Inspection) -> Result<()> {
     let damage = |e: &Error| match e {
         Error::Corrupt { path, offset, kind } => Some(Problem {
             path: path.clone(),
@@ -181,7 +185,16 @@ fn inspect_beside_segments(dir: &Path, out: &mut Inspection) -> Result<()> {
             },
         }
     }
-    let (archived, damaged) = Archive::new(dir).list()?;
+    let archive = Archive::new(dir);
+    let (archived, mut damaged) = archive.list()?;
+    if deep {
+        let live_start = out
+            .segments
+            .iter()
+            .find_map(|s| s.header.map(|h| (h.segment_id, h.base_seq)))
+            .unwrap_or((0, 0));
+        damaged = archive.verify(DEEP_INDEX_INTERVAL, live_start)?.problems;
+    }
     out.archive = archived;
     for d in damaged {
         out.problems.push(Problem {

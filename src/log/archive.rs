@@ -66,9 +66,9 @@ pub struct ArchiveCheck {
     pub segments: usize,
     /// Records whose CRC and sequence number were checked.
     pub records: u64,
-    /// Everything wrong, one line each (file and offset where it applies). Empty when the
+    /// Everything wrong: the file, the offset and the check that failed. Empty when the
     /// archive is sound.
-    pub problems: Vec<String>,
+    pub problems: Vec<DamagedArchiveFile>,
 }
 
 impl ArchiveCheck {
@@ -78,7 +78,7 @@ impl ArchiveCheck {
     }
 }
 
-/// An archive file that failed its header checks.
+/// An archive file that failed a check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DamagedArchiveFile {
@@ -343,7 +343,7 @@ impl Archive {
     ) -> Result<ArchiveCheck> {
         let (entries, damaged) = self.list()?;
         let mut check = ArchiveCheck {
-            problems: damaged.iter().map(|d| d.message.clone()).collect(),
+            problems: damaged,
             ..ArchiveCheck::default()
         };
         for e in &entries {
@@ -352,30 +352,34 @@ impl Archive {
                     check.segments += 1;
                     check.records += e.record_count;
                 }
-                Err(err) => check.problems.push(err.to_string()),
+                Err(err) => check
+                    .problems
+                    .push(DamagedArchiveFile::new(e.path.clone(), &err)),
             }
         }
-        for w in entries.windows(2) {
-            if w[0].id + 1 != w[1].id || w[0].end_seq() != w[1].base_seq {
-                check.problems.push(format!(
-                    "gap in the archive: segment {} ends at record {}, the next is segment {} from record {}",
-                    w[0].id,
-                    w[0].end_seq(),
-                    w[1].id,
-                    w[1].base_seq
-                ));
-            }
-        }
-        if let Some(last) = entries.last()
-            && (last.id + 1, last.end_seq()) != live_start
-        {
-            check.problems.push(format!(
-                "the archive ends with segment {} at record {}, but the live log starts with segment {} at record {}",
-                last.id,
-                last.end_seq(),
-                live_start.0,
-                live_start.1
-            ));
+        // Each segment must meet the next, and the last one the live log.
+        let mut next = entries
+            .iter()
+            .skip(1)
+            .map(|e| (e.id, e.base_seq, e.path.clone()));
+        for e in &entries {
+            let (id, base_seq, path) =
+                next.next()
+                    .unwrap_or((live_start.0, live_start.1, e.path.clone()));
+            let kind = if e.id.checked_add(1) != Some(id) {
+                CorruptionKind::MissingSegment {
+                    segment_id: e.id.saturating_add(1),
+                }
+            } else if e.end_seq() != base_seq {
+                CorruptionKind::SeqDiscontinuity {
+                    expected: e.end_seq(),
+                    found: base_seq,
+                }
+            } else {
+                continue;
+            };
+            let err = Error::corrupt(&path, 0, kind);
+            check.problems.push(DamagedArchiveFile::new(path, &err));
         }
         Ok(check)
     }

@@ -425,7 +425,9 @@ fn the_archive_can_be_verified_and_damage_is_named() {
             .unwrap()
             .to_string_lossy()
             .into_owned();
-        assert!(check.problems[0].contains(&name), "{check:?}");
+        assert_eq!(check.problems[0].path, victim.path, "{check:?}");
+        assert!(check.problems[0].message.contains(&name), "{check:?}");
+        assert!(check.problems[0].kind.is_some(), "{check:?}");
         // A reader reaching it gets the error, not garbage.
         let failed = match log.read_from(victim.base_seq) {
             Err(_) => true,
@@ -439,4 +441,46 @@ fn the_archive_can_be_verified_and_damage_is_named() {
         };
         assert!(failed, "{mode:?}: damage read without an error");
     }
+}
+
+#[test]
+fn a_missing_archived_segment_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(
+        dir.path(),
+        small(Retention::default().archive(ArchiveMode::Move)),
+    );
+    append_n(&log, 2000);
+    log.checkpoint(1500, b"s").unwrap();
+    log.compact().unwrap();
+    let (archived, _) = log.archived_segments().unwrap();
+    std::fs::remove_file(&archived[3].path).unwrap();
+    drop(log);
+    let log = open(
+        dir.path(),
+        small(Retention::default().archive(ArchiveMode::Move)),
+    );
+    let check = log.verify_archive().unwrap();
+    assert_eq!(check.problems.len(), 1, "{check:?}");
+    assert_eq!(check.problems[0].path, archived[4].path);
+    assert_eq!(
+        check.problems[0].kind,
+        Some(mmlog::CorruptionKind::MissingSegment { segment_id: 3 })
+    );
+    // Records on either side of the hole read; reaching into it is an error, not a skip.
+    assert_eq!(
+        read_checked(&log, archived[4].base_seq),
+        2000 - archived[4].base_seq
+    );
+    let mut r = log.read_from(archived[2].base_seq).unwrap();
+    let failed = loop {
+        match r.next() {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => break Some(e),
+            None => break None,
+        }
+    };
+    assert!(failed.is_some());
+    let tool = mmlog::inspect::inspect(dir.path(), true).unwrap();
+    assert!(!tool.is_clean());
 }

@@ -31,6 +31,7 @@ pub fn run(dir: &Path, as_json: bool) -> CmdResult {
             "records": ins.records,
             "first_seq": ins.first_seq,
             "next_seq": ins.next_seq,
+            "archived_segments": ins.archive.len(),
             "problems": findings.iter().map(Finding::to_json).collect::<Vec<_>>(),
         });
         serde_json::to_string_pretty(&v)
@@ -57,6 +58,15 @@ fn report(dir: &Path, ins: &Inspection, findings: &[Finding<'_>], corrupt: usize
         ins.segments.len(),
         count(ins.records)
     );
+    if !ins.archive.is_empty() {
+        let archived: u64 = ins.archive.iter().map(|a| a.record_count).sum();
+        let _ = writeln!(
+            s,
+            "checked the archive: {} segments, {} records, every frame CRC",
+            ins.archive.len(),
+            count(archived)
+        );
+    }
     for f in findings {
         if f.torn_tail {
             let _ = writeln!(
