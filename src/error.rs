@@ -93,6 +93,28 @@ pub enum Error {
     },
     /// The log was closed.
     Closed,
+    /// A record of an event store is not an event this release can read.
+    BadEvent {
+        /// The record's sequence number.
+        seq: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A record of an event store holds an event type (or a schema version of one) this
+    /// release does not know: written by a newer release.
+    UnknownEvent {
+        /// The record's sequence number.
+        seq: u64,
+        /// The event type found.
+        event_type: u8,
+        /// Its schema version.
+        version: u8,
+    },
+    /// The item is not in the event store's state (never written, or removed).
+    NoSuchItem {
+        /// The item asked for.
+        item_id: uuid::Uuid,
+    },
 }
 
 /// What check stored bytes failed.
@@ -255,6 +277,18 @@ impl fmt::Display for Error {
             }
             Error::InvalidArgument { reason } => write!(f, "invalid argument: {reason}"),
             Error::Closed => write!(f, "log is closed"),
+            Error::BadEvent { seq, reason } => {
+                write!(f, "record {seq} is not a readable event: {reason}")
+            }
+            Error::UnknownEvent {
+                seq,
+                event_type,
+                version,
+            } => write!(
+                f,
+                "record {seq} holds event type {event_type} version {version}, which this release does not know"
+            ),
+            Error::NoSuchItem { item_id } => write!(f, "no live item {item_id}"),
         }
     }
 }

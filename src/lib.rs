@@ -39,6 +39,7 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod events;
 #[doc(hidden)]
 pub mod failpoint;
 pub mod format;

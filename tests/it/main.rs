@@ -4,6 +4,7 @@ mod append;
 mod checkpoints;
 mod compaction;
 mod corruption;
+mod events;
 mod exhaustive;
 mod fs_faults;
 mod model;

@@ -1,0 +1,473 @@
+//! The event store: writers append events to the log; readers serve the state the events
+//! build from a cache shared through an atomic pointer swap.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use uuid::Uuid;
+
+use super::event::{self, Event, StoredEvent};
+use super::state::State;
+use crate::error::{Error, Result};
+use crate::log::{Log, Reader};
+use crate::options::Options;
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    /// Catch up with every event committed before the read.
+    Strong,
+    /// Serve the cache as it is; a background thread refreshes it (see
+    /// [`EventStoreOptions::refresh_every`]). Never touches the log.
+    Eventual,
+    /// Serve the cache if it was refreshed less than this long ago, else catch up.
+    BoundedStaleness(Duration),
+}
+
+/// Settings of the event store layer (the log's own are [`Options`]).
+#[derive(Clone, Debug)]
+pub struct EventStoreOptions {
+    /// Snapshot after this many events since the last snapshot (default 10,000; 0: never).
+    pub snapshot_every_events: u64,
+    /// Snapshot when this long has passed since the last one and events arrived (default
+    /// 60 s; `None`: never).
+    pub snapshot_every: Option<Duration>,
+    /// How often the background thread refreshes the cache for `Eventual` readers and takes
+    /// due snapshots (default 50 ms).
+    pub refresh_every: Duration,
+}
+
+impl Default for EventStoreOptions {
+    fn default() -> Self {
+        EventStoreOptions {
+            snapshot_every_events: 10_000,
+            snapshot_every: Some(Duration::from_secs(60)),
+            refresh_every: Duration::from_millis(50),
+        }
+    }
+}
+
+/// The state as one read saw it: which version it reflects and how old it is.
+#[derive(Clone, Debug)]
+pub struct StateView {
+    state: Arc<State>,
+    refreshed: Instant,
+}
+
+impl StateView {
+    /// The last sequence number the state reflects (`None`: no event).
+    pub fn version(&self) -> Option<u64> {
+        self.state.version()
+    }
+
+    /// The data of item `id`, if live.
+    pub fn data(&self, id: &Uuid) -> Option<&str> {
+        self.state.data(id)
+    }
+
+    /// Live items.
+    pub fn len(&self) -> usize {
+        self.state.len()
+    }
+
+    /// True when no item is live.
+    pub fn is_empty(&self) -> bool {
+        self.state.is_empty()
+    }
+
+    /// How long ago this state was brought up to date with the log.
+    pub fn age(&self) -> Duration {
+        self.refreshed.elapsed()
+    }
+
+    /// The whole state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+}
+
+impl std::ops::Deref for StateView {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+/// The cached state and when it was last brought up to date.
+struct Cached {
+    state: Arc<State>,
+    refreshed: Instant,
+}
+
+struct Inner {
+    log: Log,
+    options: EventStoreOptions,
+    cache: ArcSwap<Cached>,
+    /// Serializes catching up (readers that find the cache fresh never take it).
+    catch_up: Mutex<()>,
+    /// Version of the last snapshot, and when it was taken.
+    last_snapshot: Mutex<(Option<u64>, Instant)>,
+    snapshots_taken: AtomicU64,
+    stop: Mutex<bool>,
+    wake: Condvar,
+    background_error: Mutex<Option<String>>,
+}
+
+/// An event-sourced store of items: writers append [`Event`]s without waiting for a lock,
+/// and readers rebuild the state from them (with snapshots, caching and time travel).
+///
+/// ```
+/// use mmlog::events::{Consistency, EventStore};
+/// # fn main() -> Result<(), mmlog::Error> {
+/// # let dir = tempfile::tempdir().map_err(|e| mmlog::Error::io("tempdir", ".", e))?;
+/// let store = EventStore::open(dir.path(), mmlog::Options::default())?;
+/// let (seq, item) = store.write(7, "hello")?;
+/// let state = store.read(Consistency::Strong)?;
+/// assert_eq!((state.version(), state.data(&item)), (Some(seq), Some("hello")));
+/// store.remove(7, item)?;
+/// assert_eq!(store.read(Consistency::Strong)?.data(&item), None);
+/// assert_eq!(store.state_at_seq(seq)?.data(&item), Some("hello")); // time travel
+/// # Ok(()) }
+/// ```
+pub struct EventStore {
+    inner: Arc<Inner>,
+    refresher: Option<JoinHandle<()>>,
+}
+
+impl EventStore {
+    /// Opens (or creates) the event store in `dir` with default [`EventStoreOptions`].
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<EventStore> {
+        EventStore::open_with(dir, options, EventStoreOptions::default())
+    }
+
+    /// Opens (or creates) the event store in `dir`. The state is rebuilt from the latest
+    /// snapshot and the events after it.
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        options: Options,
+        store_options: EventStoreOptions,
+    ) -> Result<EventStore> {
+        if store_options.refresh_every.is_zero() {
+            return Err(Error::invalid("refresh_every must be more than zero"));
+        }
+        let log = Log::open(dir, options)?;
+        let (state, snapshot) = load_latest(&log)?;
+        let inner = Arc::new(Inner {
+            log,
+            options: store_options,
+            cache: ArcSwap::from_pointee(Cached {
+                state: Arc::new(state),
+                refreshed: Instant::now(),
+            }),
+            catch_up: Mutex::new(()),
+            last_snapshot: Mutex::new((snapshot, Instant::now())),
+            snapshots_taken: AtomicU64::new(0),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+            background_error: Mutex::new(None),
+        });
+        inner.catch_up()?;
+        let bg = Arc::clone(&inner);
+        let refresher = std::thread::Builder::new()
+            .name("mmlog-events".into())
+            .spawn(move || bg.background())
+            .map_err(|e| Error::io("spawn event refresher", inner.log.path(), e))?;
+        Ok(EventStore {
+            inner,
+            refresher: Some(refresher),
+        })
+    }
+
+    /// Appends `event`; returns its sequence number. Never waits for a lock; with
+    /// `Durability::Immediate` it returns once the event is durable.
+    pub fn append(&self, event: &Event) -> Result<u64> {
+        self.inner.log.append(&event::encode(event)?)
+    }
+
+    /// Writes `data` as a new item (a DataWritten event); returns its sequence number and the
+    /// item's new id.
+    pub fn write(&self, writer_id: u32, data: impl AsRef<str>) -> Result<(u64, Uuid)> {
+        let item_id = Uuid::new_v4();
+        let seq = self.append(&Event::DataWritten {
+            writer_id,
+            item_id,
+            data: data.as_ref().to_owned(),
+        })?;
+        Ok((seq, item_id))
+    }
+
+    /// Removes item `item_id` (a DataRemoved event); returns the event's sequence number.
+    /// Fails with [`Error::NoSuchItem`] if the item is not live as of every event committed
+    /// before the call. (Two writers racing to remove the same item may both succeed; the
+    /// state applies the first removal.)
+    pub fn remove(&self, writer_id: u32, item_id: Uuid) -> Result<u64> {
+        if self.read(Consistency::Strong)?.data(&item_id).is_none() {
+            return Err(Error::NoSuchItem { item_id });
+        }
+        self.append(&Event::DataRemoved { writer_id, item_id })
+    }
+
+    /// The sequence number of the last committed event (`None`: none yet).
+    pub fn latest_sequence(&self) -> Option<u64> {
+        self.inner.log.last_seq()
+    }
+
+    /// The events from `seq` on, in order, up to the last one committed when the iterator
+    /// reaches it.
+    pub fn events_from(&self, seq: u64) -> Result<Events> {
+        Ok(Events {
+            reader: self.inner.log.read_from(seq)?,
+        })
+    }
+
+    /// The current state, as fresh as `consistency` asks.
+    pub fn read(&self, consistency: Consistency) -> Result<StateView> {
+        let cached = self.inner.cache.load();
+        let fresh_enough = match consistency {
+            Consistency::Eventual => true,
+            Consistency::BoundedStaleness(max) => cached.refreshed.elapsed() <= max,
+            Consistency::Strong => false,
+        };
+        if fresh_enough {
+            return Ok(StateView {
+                state: Arc::clone(&cached.state),
+                refreshed: cached.refreshed,
+            });
+        }
+        drop(cached);
+        self.inner.catch_up()
+    }
+
+    /// The state as of sequence number `seq` (every event up to and including it), from the
+    /// nearest snapshot at or before it plus the events after that.
+    pub fn state_at_seq(&self, seq: u64) -> Result<StateView> {
+        let cp = self.inner.log.checkpoint_at_or_before(seq)?;
+        self.replay_from(cp, |ev| ev.seq() <= seq)
+    }
+
+    /// The state as of `time`: every event up to the first one stamped after `time`, from
+    /// the nearest snapshot at or before it plus the events after that.
+    pub fn state_at_time(&self, time: SystemTime) -> Result<StateView> {
+        let ts = time
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let cp = self.inner.log.checkpoint_at_or_before_time(time)?;
+        self.replay_from(cp, |ev| ev.timestamp_ns() <= ts)
+    }
+
+    fn replay_from(
+        &self,
+        cp: Option<crate::log::Checkpoint>,
+        wanted: impl Fn(&StoredEvent) -> bool,
+    ) -> Result<StateView> {
+        let (mut state, from) = match cp {
+            Some(cp) => (State::decode_snapshot(cp.data(), cp.seq())?, cp.seq() + 1),
+            None => (State::default(), 0),
+        };
+        let mut events = self.events_from(from)?;
+        for ev in &mut events {
+            let ev = ev?;
+            if !wanted(&ev) {
+                break;
+            }
+            state.apply(&ev);
+        }
+        Ok(StateView {
+            state: Arc::new(state),
+            refreshed: Instant::now(),
+        })
+    }
+
+    /// Writes a snapshot of the current state now (catching up first); returns its version.
+    pub fn snapshot(&self) -> Result<Option<u64>> {
+        self.inner.snapshot_now()
+    }
+
+    /// Snapshots written since open.
+    pub fn snapshots_taken(&self) -> u64 {
+        self.inner.snapshots_taken.load(Ordering::Relaxed)
+    }
+
+    /// The error of the background thread's last refresh or snapshot, if it failed.
+    pub fn background_error(&self) -> Option<String> {
+        lock(&self.inner.background_error).clone()
+    }
+
+    /// The log underneath (for compaction, checkpoints, stats).
+    pub fn log(&self) -> &Log {
+        &self.inner.log
+    }
+
+    /// Stops the background thread and closes the log.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown();
+        Ok(())
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(h) = self.refresher.take() {
+            *lock(&self.inner.stop) = true;
+            self.inner.wake.notify_all();
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for EventStore {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl std::fmt::Debug for EventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStore")
+            .field("log", &self.inner.log)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    /// Applies every event committed since the cached version and publishes the result.
+    fn catch_up(&self) -> Result<StateView> {
+        let _one = lock(&self.catch_up);
+        let cached = self.cache.load_full();
+        let target = self.log.last_seq();
+        let from = cached.state.version().map_or(0, |v| v + 1);
+        if target.is_none_or(|t| t < from) {
+            let fresh = Arc::new(Cached {
+                state: Arc::clone(&cached.state),
+                refreshed: Instant::now(),
+            });
+            self.cache.store(Arc::clone(&fresh));
+            return Ok(view(&fresh));
+        }
+        let mut state = State::clone(&cached.state);
+        let mut reader = self.log.read_from(from)?;
+        let end = target.unwrap_or(0);
+        while let Some(rec) = reader.next() {
+            let rec = rec?;
+            let seq = rec.seq();
+            state.apply(&event::decode(seq, rec.timestamp_ns(), rec.payload())?);
+            if seq >= end {
+                break;
+            }
+        }
+        // Abandoned reservations (padding) are not events but still count as applied.
+        state.advance_to(end);
+        let fresh = Arc::new(Cached {
+            state: Arc::new(state),
+            refreshed: Instant::now(),
+        });
+        self.cache.store(Arc::clone(&fresh));
+        Ok(view(&fresh))
+    }
+
+    fn snapshot_now(&self) -> Result<Option<u64>> {
+        let view = self.catch_up()?;
+        let Some(version) = view.version() else {
+            return Ok(None);
+        };
+        let blob = view.state.encode_snapshot()?;
+        self.log.checkpoint(version, &blob)?;
+        *lock(&self.last_snapshot) = (Some(version), Instant::now());
+        self.snapshots_taken.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(version))
+    }
+
+    fn snapshot_due(&self) -> bool {
+        let latest = self.log.last_seq();
+        let (last, at) = *lock(&self.last_snapshot);
+        let since = match (latest, last) {
+            (None, _) => return false,
+            (Some(l), None) => l + 1,
+            (Some(l), Some(s)) => l.saturating_sub(s),
+        };
+        if since == 0 {
+            return false;
+        }
+        let by_count =
+            self.options.snapshot_every_events > 0 && since >= self.options.snapshot_every_events;
+        let by_time = self
+            .options
+            .snapshot_every
+            .is_some_and(|t| at.elapsed() >= t);
+        by_count || by_time
+    }
+
+    /// The background thread: refreshes the cache and takes due snapshots.
+    fn background(&self) {
+        loop {
+            {
+                let stop = lock(&self.stop);
+                let (stop, _) = self
+                    .wake
+                    .wait_timeout_while(stop, self.options.refresh_every, |s| !*s)
+                    .unwrap_or_else(|p| p.into_inner());
+                if *stop {
+                    return;
+                }
+            }
+            let outcome = if self.snapshot_due() {
+                self.snapshot_now().map(drop)
+            } else {
+                self.catch_up().map(drop)
+            };
+            *lock(&self.background_error) = outcome.err().map(|e| e.to_string());
+        }
+    }
+}
+
+fn view(c: &Cached) -> StateView {
+    StateView {
+        state: Arc::clone(&c.state),
+        refreshed: c.refreshed,
+    }
+}
+
+/// The latest snapshot's state and version, or an empty state.
+fn load_latest(log: &Log) -> Result<(State, Option<u64>)> {
+    match log.latest_checkpoint()? {
+        Some(cp) => Ok((State::decode_snapshot(cp.data(), cp.seq())?, Some(cp.seq()))),
+        None => Ok((State::default(), None)),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The events of the store from a starting point, decoded (see [`EventStore::events_from`]).
+pub struct Events {
+    reader: Reader,
+}
+
+impl Iterator for Events {
+    type Item = Result<StoredEvent>;
+
+    fn next(&mut self) -> Option<Result<StoredEvent>> {
+        let rec = match self.reader.next()? {
+            Ok(rec) => rec,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(event::decode(rec.seq(), rec.timestamp_ns(), rec.payload()))
+    }
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("next_seq", &self.reader.next_seq())
+            .finish()
+    }
+}
+
+/// The store is shared between threads.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<EventStore>();
+};

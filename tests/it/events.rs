@@ -1,0 +1,280 @@
+//! The event store through its public API.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use mmlog::events::{Consistency, Event, EventStore, EventStoreOptions};
+use mmlog::{Error, Options, Retention};
+
+fn small() -> Options {
+    Options::default().segment_size(64 << 10)
+}
+
+#[test]
+fn contract_example() -> Result<(), Error> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(dir.path(), Options::default())?;
+    let (seq, item): (u64, uuid::Uuid) = store.write(7, "hello")?;
+    let seq2: u64 = store.remove(7, item)?;
+    assert!(seq2 > seq);
+    let latest: Option<u64> = store.latest_sequence();
+    assert_eq!(latest, Some(seq2));
+    let mut seen = Vec::new();
+    for ev in store.events_from(0)? {
+        let ev = ev?;
+        let _ = (ev.seq(), ev.timestamp());
+        match ev.event() {
+            Event::DataWritten {
+                writer_id,
+                item_id,
+                data,
+            } => seen.push(format!("w {writer_id} {} {data}", *item_id == item)),
+            Event::DataRemoved { writer_id, item_id } => {
+                seen.push(format!("r {writer_id} {}", *item_id == item))
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen, vec!["w 7 true hello", "r 7 true"]);
+    let state = store.read(Consistency::Strong)?;
+    let _: Option<u64> = state.version();
+    assert_eq!(state.version(), Some(seq2));
+    let _: Option<&str> = state.data(&item);
+    assert_eq!(state.data(&item), None);
+    let _: usize = state.len();
+    let then = store.state_at_seq(seq)?;
+    assert_eq!(then.data(&item), Some("hello"));
+    let then = store.state_at_time(SystemTime::now() - Duration::from_secs(60))?;
+    assert_eq!((then.len(), then.version()), (0, None));
+    Ok(())
+}
+
+#[test]
+fn removing_an_item_that_is_not_live_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(dir.path(), small()).unwrap();
+    let missing = uuid::Uuid::new_v4();
+    assert!(matches!(
+        store.remove(1, missing),
+        Err(Error::NoSuchItem { item_id }) if item_id == missing
+    ));
+    let (_, item) = store.write(1, "x").unwrap();
+    store.remove(2, item).unwrap();
+    assert!(matches!(
+        store.remove(2, item),
+        Err(Error::NoSuchItem { .. })
+    ));
+    assert_eq!(store.latest_sequence(), Some(1));
+}
+
+#[test]
+fn consistency_modes_say_what_they_reflect() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open_with(
+        dir.path(),
+        small(),
+        EventStoreOptions {
+            refresh_every: Duration::from_millis(20),
+            ..EventStoreOptions::default()
+        },
+    )
+    .unwrap();
+    let (seq, item) = store.write(1, "a").unwrap();
+    // Strong sees it at once.
+    let s = store.read(Consistency::Strong).unwrap();
+    assert_eq!((s.version(), s.data(&item)), (Some(seq), Some("a")));
+    assert!(s.age() < Duration::from_secs(1));
+    // A zero staleness bound catches up too.
+    let (seq2, item2) = store.write(1, "b").unwrap();
+    let s = store
+        .read(Consistency::BoundedStaleness(Duration::ZERO))
+        .unwrap();
+    assert_eq!((s.version(), s.data(&item2)), (Some(seq2), Some("b")));
+    // Eventual never touches the log; the background refresh brings it up to date.
+    let (seq3, item3) = store.write(1, "c").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = store.read(Consistency::Eventual).unwrap();
+        if s.version() == Some(seq3) {
+            assert_eq!(s.data(&item3), Some("c"));
+            break;
+        }
+        assert!(s.version() <= Some(seq3));
+        assert!(
+            Instant::now() < deadline,
+            "eventual read stuck at {:?}",
+            s.version()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A generous bound serves the cache without catching up.
+    let (seq4, _) = store.write(1, "d").unwrap();
+    let s = store
+        .read(Consistency::BoundedStaleness(Duration::from_secs(3600)))
+        .unwrap();
+    assert!(s.version() <= Some(seq4));
+}
+
+#[test]
+fn concurrent_writers_and_readers_agree_with_the_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(dir.path(), small()).unwrap();
+    std::thread::scope(|s| {
+        for w in 0..8u32 {
+            let store = &store;
+            s.spawn(move || {
+                let mut mine = Vec::new();
+                for i in 0..500 {
+                    let (_, id) = store.write(w, format!("w{w}-{i}")).unwrap();
+                    mine.push(id);
+                    if i % 3 == 0 {
+                        let victim = mine.remove(0);
+                        store.remove(w, victim).unwrap();
+                    }
+                }
+            });
+        }
+        for _ in 0..2 {
+            s.spawn(|| {
+                let mut last = None;
+                for _ in 0..200 {
+                    let v = store.read(Consistency::Strong).unwrap();
+                    assert!(v.version() >= last, "versions go backwards");
+                    last = v.version();
+                }
+            });
+        }
+    });
+    // Replaying every event by hand gives the same state.
+    let mut expected: HashMap<uuid::Uuid, String> = HashMap::new();
+    for ev in store.events_from(0).unwrap() {
+        match ev.unwrap().event() {
+            Event::DataWritten { item_id, data, .. } => {
+                expected.insert(*item_id, data.clone());
+            }
+            Event::DataRemoved { item_id, .. } => {
+                expected.remove(item_id);
+            }
+            _ => {}
+        }
+    }
+    let state = store.read(Consistency::Strong).unwrap();
+    assert_eq!(state.len(), expected.len());
+    assert_eq!(state.len(), 8 * (500 - 167));
+    for (id, data) in &expected {
+        assert_eq!(state.data(id), Some(data.as_str()));
+    }
+}
+
+#[test]
+fn a_cold_start_loads_the_snapshot_and_replays_only_what_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || small().retention(Retention::default());
+    let mut items = Vec::new();
+    let version;
+    {
+        let store = EventStore::open(dir.path(), opts()).unwrap();
+        for i in 0..3000 {
+            items.push(store.write(i % 5, format!("item {i}")).unwrap().1);
+        }
+        for id in items.drain(..1000) {
+            store.remove(9, id).unwrap();
+        }
+        let snap = store.snapshot().unwrap();
+        assert_eq!(snap, store.latest_sequence());
+        for i in 0..10 {
+            items.push(store.write(1, format!("late {i}")).unwrap().1);
+        }
+        version = store.latest_sequence();
+        // Everything the snapshot covers leaves the log: a replay from the start is now
+        // impossible, so the state below can only come from the snapshot.
+        let report = store.log().compact().unwrap();
+        assert!(report.segments_removed > 0, "{report:?}");
+        store.close().unwrap();
+    }
+    let store = EventStore::open(dir.path(), opts()).unwrap();
+    let s = store.read(Consistency::Eventual).unwrap();
+    assert_eq!(s.version(), version);
+    assert_eq!(s.len(), 2010);
+    assert_eq!(s.data(&items[0]), Some("item 1000"));
+    assert_eq!(s.data(&items[2009]), Some("late 9"));
+}
+
+#[test]
+fn snapshots_are_taken_every_n_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open_with(
+        dir.path(),
+        small(),
+        EventStoreOptions {
+            snapshot_every_events: 500,
+            snapshot_every: None,
+            refresh_every: Duration::from_millis(10),
+        },
+    )
+    .unwrap();
+    for i in 0..2000 {
+        store.write(1, format!("{i}")).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.snapshots_taken() == 0 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(store.background_error(), None);
+    let cp = store.log().latest_checkpoint().unwrap().unwrap();
+    assert!(cp.seq() >= 499);
+}
+
+#[test]
+fn time_travel_by_sequence_and_time_uses_the_nearest_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(dir.path(), small().keep_checkpoints(10)).unwrap();
+    let (s0, a) = store.write(1, "a").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let t1 = SystemTime::now();
+    std::thread::sleep(Duration::from_millis(20));
+    store.snapshot().unwrap();
+    let (_, b) = store.write(1, "b").unwrap();
+    let sr = store.remove(1, a).unwrap();
+    store.snapshot().unwrap();
+    let (s3, c) = store.write(1, "c").unwrap();
+
+    let at0 = store.state_at_seq(s0).unwrap();
+    assert_eq!((at0.len(), at0.data(&a)), (1, Some("a")));
+    let before_removal = store.state_at_seq(sr - 1).unwrap();
+    assert_eq!(
+        (before_removal.data(&a), before_removal.data(&b)),
+        (Some("a"), Some("b"))
+    );
+    let now = store.state_at_seq(s3).unwrap();
+    assert_eq!(
+        (now.data(&a), now.data(&b), now.data(&c)),
+        (None, Some("b"), Some("c"))
+    );
+    let then = store.state_at_time(t1).unwrap();
+    assert_eq!(
+        (then.version(), then.data(&a), then.data(&b)),
+        (Some(s0), Some("a"), None)
+    );
+    assert_eq!(store.state_at_time(SystemTime::now()).unwrap().len(), 2);
+}
+
+#[test]
+fn an_unknown_event_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(dir.path(), small()).unwrap();
+    store.write(1, "fine").unwrap();
+    // A record from a newer release: event type 9.
+    let seq = store.log().append(&[9, 1, 0, 0]).unwrap();
+    let results: Vec<_> = store.events_from(0).unwrap().collect();
+    assert!(results[0].is_ok());
+    assert!(matches!(
+        results[1],
+        Err(Error::UnknownEvent { seq: s, event_type: 9, version: 1 }) if s == seq
+    ));
+    assert!(matches!(
+        store.read(Consistency::Strong),
+        Err(Error::UnknownEvent { .. })
+    ));
+}
