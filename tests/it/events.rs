@@ -278,3 +278,30 @@ fn an_unknown_event_is_a_clear_error() {
         Err(Error::UnknownEvent { .. })
     ));
 }
+
+#[test]
+fn audit_trail_history_of_an_item_and_changes_in_a_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(dir.path(), small()).unwrap();
+    let (_, keep) = store.write(1, "kept").unwrap();
+    let (w, gone) = store.write(2, "gone").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let t1 = SystemTime::now();
+    std::thread::sleep(Duration::from_millis(20));
+    let r = store.remove(3, gone).unwrap();
+    let (n, _) = store.write(4, "new").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let t2 = SystemTime::now();
+    std::thread::sleep(Duration::from_millis(20));
+    store.write(5, "later").unwrap();
+
+    let h = store.history(gone).unwrap();
+    let seqs: Vec<(u64, u32)> = h.iter().map(|e| (e.seq(), e.writer_id())).collect();
+    assert_eq!(seqs, vec![(w, 2), (r, 3)]);
+    assert_eq!(store.history(keep).unwrap().len(), 1);
+    assert!(store.history(uuid::Uuid::new_v4()).unwrap().is_empty());
+
+    let window = store.changes_between(t1, t2).unwrap();
+    let who: Vec<(u64, u32)> = window.iter().map(|e| (e.seq(), e.writer_id())).collect();
+    assert_eq!(who, vec![(r, 3), (n, 4)]);
+}
