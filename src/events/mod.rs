@@ -27,9 +27,11 @@
 //! ```
 
 mod event;
+mod projection;
 mod state;
 mod store;
 
 pub use event::{Event, StoredEvent};
+pub use projection::{Change, ItemsPerWriter, Projection, ReadModel, RecentChanges};
 pub use state::{Item, State};
 pub use store::{Consistency, EventStore, EventStoreOptions, Events, StateView};

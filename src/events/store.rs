@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use uuid::Uuid;
 
 use super::event::{self, Event, StoredEvent};
+use super::projection::{Projection, ReadModel};
 use super::state::State;
 use crate::error::{Error, Result};
 use crate::log::{Log, Reader};
@@ -104,7 +105,7 @@ struct Cached {
 }
 
 struct Inner {
-    log: Log,
+    log: Arc<Log>,
     options: EventStoreOptions,
     cache: ArcSwap<Cached>,
     /// Serializes catching up (readers that find the cache fresh never take it).
@@ -154,7 +155,7 @@ impl EventStore {
         if store_options.refresh_every.is_zero() {
             return Err(Error::invalid("refresh_every must be more than zero"));
         }
-        let log = Log::open(dir, options)?;
+        let log = Arc::new(Log::open(dir, options)?);
         let (state, snapshot) = load_latest(&log)?;
         let inner = Arc::new(Inner {
             log,
@@ -341,6 +342,14 @@ impl EventStore {
     /// The error of the background thread's last refresh or snapshot, if it failed.
     pub fn background_error(&self) -> Option<String> {
         lock(&self.inner.background_error).clone()
+    }
+
+    /// Starts read model `name`, fed asynchronously from the events by its own thread. A
+    /// model saved under that name before resumes from its saved state and position;
+    /// otherwise `model` starts from the first event. Compaction keeps every event a model
+    /// has not applied yet (its position is a log consumer, `model.<name>`).
+    pub fn subscribe<P: Projection>(&self, name: &str, model: P) -> Result<ReadModel<P>> {
+        ReadModel::start(Arc::clone(&self.inner.log), name, model)
     }
 
     /// The log underneath (for compaction, checkpoints, stats).
