@@ -27,11 +27,13 @@
 //! ```
 
 mod event;
+mod migration;
 mod projection;
 mod state;
 mod store;
 
 pub use event::{Event, StoredEvent};
+pub use migration::{LockedStore, Migration, MigrationPhase, MigrationStats};
 pub use projection::{Change, ItemsPerWriter, Projection, ReadModel, RecentChanges};
 pub use state::{Item, State};
 pub use store::{Consistency, EventStore, EventStoreOptions, Events, StateView};

@@ -367,3 +367,72 @@ fn read_models_follow_the_stream_and_resume_after_a_restart() {
     });
     assert!(per_writer.error().is_none());
 }
+
+#[test]
+fn migration_walks_the_three_phases_with_no_mismatch() {
+    use mmlog::events::{LockedStore, Migration, MigrationPhase};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    // The application as it was: a locked store with data in it.
+    let locked = Arc::new(LockedStore::new());
+    let old: Vec<uuid::Uuid> = (0..100)
+        .map(|i| locked.write(i % 4, format!("old {i}")))
+        .collect();
+
+    let store = EventStore::open(dir.path(), small()).unwrap();
+    let m = Migration::start(Arc::clone(&locked), store).unwrap();
+    assert_eq!(
+        (m.phase(), m.stats().backfilled),
+        (MigrationPhase::DualWrite, 100)
+    );
+
+    // Phase 1: writes go to both; concurrent writers.
+    let new: Vec<uuid::Uuid> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4u32)
+            .map(|w| {
+                let m = &m;
+                s.spawn(move || {
+                    (0..50)
+                        .map(|i| m.write(w, &format!("new {w} {i}")).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    for id in &old[..10] {
+        m.remove(0, *id).unwrap();
+    }
+    assert_eq!(locked.len(), 290);
+    assert_eq!(m.read(&new[0]).unwrap().as_deref(), Some("new 0 0"));
+
+    // Phase 2: reads from events, checked against the lock.
+    assert_eq!(m.advance(), MigrationPhase::ReadMigration);
+    for id in old.iter().chain(&new) {
+        assert_eq!(m.read(id).unwrap(), locked.get(id));
+    }
+    let id = m.write(5, "during reads").unwrap();
+    assert_eq!(m.read(&id).unwrap().as_deref(), Some("during reads"));
+    let stats = m.stats();
+    assert_eq!(
+        (stats.compared_reads, stats.mismatches, stats.fallbacks),
+        (301, 0, 0)
+    );
+
+    // A change made behind the adapter's back is seen as a mismatch.
+    locked.put(old[50], 0, "edited".into());
+    m.read(&old[50]).unwrap();
+    assert_eq!(m.stats().mismatches, 1);
+    locked.put(old[50], 2, "old 50".into());
+
+    // Phase 3: the locked store is dropped; events alone answer.
+    assert_eq!(m.advance(), MigrationPhase::Full);
+    assert_eq!(Arc::strong_count(&locked), 1);
+    let id2 = m.write(6, "after").unwrap();
+    assert!(locked.get(&id2).is_none());
+    assert_eq!(m.read(&id2).unwrap().as_deref(), Some("after"));
+    assert_eq!(m.read(&old[0]).unwrap(), None);
+    assert_eq!(m.read(&old[99]).unwrap().as_deref(), Some("old 99"));
+    let store = m.into_store();
+    assert_eq!(store.read(Consistency::Strong).unwrap().len(), 292);
+}
