@@ -436,3 +436,28 @@ fn migration_walks_the_three_phases_with_no_mismatch() {
     let store = m.into_store();
     assert_eq!(store.read(Consistency::Strong).unwrap().len(), 292);
 }
+
+#[test]
+fn snapshots_are_also_taken_every_t() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open_with(
+        dir.path(),
+        small(),
+        EventStoreOptions {
+            snapshot_every_events: 0,
+            snapshot_every: Some(Duration::from_millis(30)),
+            refresh_every: Duration::from_millis(10),
+        },
+    )
+    .unwrap();
+    let (seq, _) = store.write(1, "one event is enough").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.snapshots_taken() == 0 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(store.log().latest_checkpoint().unwrap().unwrap().seq(), seq);
+    // Nothing new: no new snapshot.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(store.snapshots_taken(), 1);
+}
