@@ -10,7 +10,7 @@
 //! | 4 | 1 | `version` | `1` |
 //! | 5 | .. | body     | postcard: the items as a sequence of `(item_id [u8; 16], data string, writer_id u32, seq u64, timestamp_ns u64)`, by ascending `item_id` |
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -25,8 +25,9 @@ const SNAPSHOT_VERSION: u8 = 1;
 /// A live item: its data, and the event that wrote it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Item {
-    /// The data.
-    pub data: String,
+    /// The data (shared: copying an item, as every version of the state does, copies no
+    /// bytes).
+    pub data: Arc<str>,
     /// The writer that wrote it.
     pub writer_id: u32,
     /// The sequence number of its DataWritten event.
@@ -43,9 +44,13 @@ impl Item {
 }
 
 /// The state the events describe: every item written and not removed since.
+///
+/// The items are a persistent map (`imbl`): a copy of the state costs O(1) and applying an
+/// event to a copy O(log n), so each catch-up publishes a new version without copying the
+/// items and readers keep theirs untouched.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
-    items: HashMap<Uuid, Item>,
+    items: imbl::HashMap<Uuid, Item>,
     /// The last sequence number applied.
     version: Option<u64>,
 }
@@ -58,7 +63,7 @@ impl State {
 
     /// The data of item `id`, if it is live.
     pub fn data(&self, id: &Uuid) -> Option<&str> {
-        self.items.get(id).map(|i| i.data.as_str())
+        self.items.get(id).map(|i| &*i.data)
     }
 
     /// Item `id`, if it is live.
@@ -93,7 +98,7 @@ impl State {
                 self.items.insert(
                     *item_id,
                     Item {
-                        data: data.clone(),
+                        data: Arc::from(data.as_str()),
                         writer_id: *writer_id,
                         seq: ev.seq(),
                         timestamp_ns: ev.timestamp_ns(),
@@ -156,7 +161,7 @@ impl State {
                 (
                     Uuid::from_bytes(i.item_id),
                     Item {
-                        data: i.data.to_owned(),
+                        data: Arc::from(i.data),
                         writer_id: i.writer_id,
                         seq: i.seq,
                         timestamp_ns: i.timestamp_ns,

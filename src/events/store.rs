@@ -401,6 +401,7 @@ impl Inner {
             self.cache.store(Arc::clone(&fresh));
             return Ok(view(&fresh));
         }
+        // O(1): the items are a persistent map.
         let mut state = State::clone(&cached.state);
         let mut reader = self.log.read_from(from)?;
         let end = target.unwrap_or(0);
