@@ -391,7 +391,9 @@ impl Inner {
     fn catch_up(&self) -> Result<StateView> {
         let _one = lock(&self.catch_up);
         let cached = self.cache.load_full();
-        let target = self.log.last_seq();
+        // Every event whose append returned before this point is included, even if an
+        // append started earlier by another writer was still in flight.
+        let target = self.log.last_seq_settled()?;
         let from = cached.state.version().map_or(0, |v| v + 1);
         if target.is_none_or(|t| t < from) {
             let fresh = Arc::new(Cached {

@@ -283,6 +283,32 @@ impl Log {
         next.checked_sub(1)
     }
 
+    /// [`Log::last_seq`] once every append that began before this call has published its
+    /// record: an append that returned is then covered even if an earlier one, started by
+    /// another thread, was still copying its payload. Waits for those appends (they take
+    /// microseconds; a [`Reservation`] held open is waited for until it is committed or
+    /// dropped).
+    pub fn last_seq_settled(&self) -> Result<Option<u64>> {
+        let target = self.shared.reserved_next();
+        let mut spins = 0u32;
+        loop {
+            let committed = self.shared.advance_committed()?.next_seq;
+            if committed >= target {
+                return Ok(committed.checked_sub(1));
+            }
+            if self.shared.check_writable().is_err() {
+                // A closed or poisoned log publishes nothing more: what is there is final.
+                return Ok(committed.checked_sub(1));
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
     /// The sequence number of the last durable record (`None` if none is durable yet).
     pub fn durable_seq(&self) -> Option<u64> {
         self.shared

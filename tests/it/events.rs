@@ -461,3 +461,119 @@ fn snapshots_are_also_taken_every_t() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(store.snapshots_taken(), 1);
 }
+
+#[test]
+fn strong_never_misses_a_returned_write_and_bounded_staleness_keeps_its_bound() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open_with(
+        dir.path(),
+        small(),
+        EventStoreOptions {
+            refresh_every: Duration::from_millis(5),
+            ..EventStoreOptions::default()
+        },
+    )
+    .unwrap();
+    // The highest sequence number whose write has returned.
+    let returned = AtomicU64::new(0);
+    let any = AtomicBool::new(false);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for w in 0..3u32 {
+            let (store, returned, any, done) = (&store, &returned, &any, &done);
+            s.spawn(move || {
+                for i in 0..2000 {
+                    let (seq, _) = store.write(w, format!("{i}")).unwrap();
+                    returned.fetch_max(seq, Ordering::AcqRel);
+                    any.store(true, Ordering::Release);
+                }
+                done.store(true, Ordering::Release);
+            });
+        }
+        s.spawn(|| {
+            while !done.load(Ordering::Acquire) {
+                let floor = any
+                    .load(Ordering::Acquire)
+                    .then(|| returned.load(Ordering::Acquire));
+                let v = store.read(Consistency::Strong).unwrap();
+                assert!(
+                    v.version() >= floor,
+                    "strong read at {:?} missed {floor:?}",
+                    v.version()
+                );
+            }
+        });
+        s.spawn(|| {
+            let bound = Duration::from_millis(2);
+            while !done.load(Ordering::Acquire) {
+                let v = store.read(Consistency::BoundedStaleness(bound)).unwrap();
+                // The view was at most `bound` old when it was handed out (allow for the time
+                // between that and this check).
+                assert!(
+                    v.age() <= bound + Duration::from_millis(50),
+                    "{:?}",
+                    v.age()
+                );
+            }
+        });
+    });
+}
+
+#[test]
+fn time_travel_equals_a_replay_from_scratch_at_random_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open_with(
+        dir.path(),
+        small().keep_checkpoints(100),
+        EventStoreOptions {
+            snapshot_every_events: 0,
+            snapshot_every: None,
+            ..EventStoreOptions::default()
+        },
+    )
+    .unwrap();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut live = Vec::new();
+    for i in 0..3000 {
+        if !live.is_empty() && next() % 3 == 0 {
+            let k = (next() % live.len() as u64) as usize;
+            let id = live.swap_remove(k);
+            store.remove((next() % 7) as u32, id).unwrap();
+        } else {
+            live.push(store.write((next() % 7) as u32, format!("v{i}")).unwrap().1);
+        }
+        if i % 400 == 399 {
+            store.snapshot().unwrap();
+        }
+    }
+    let all: Vec<_> = store.events_from(0).unwrap().map(|e| e.unwrap()).collect();
+    let last = store.latest_sequence().unwrap();
+    for _ in 0..40 {
+        let at = next() % (last + 1);
+        let mut model: HashMap<uuid::Uuid, String> = HashMap::new();
+        for ev in all.iter().take_while(|e| e.seq() <= at) {
+            match ev.event() {
+                Event::DataWritten { item_id, data, .. } => {
+                    model.insert(*item_id, data.clone());
+                }
+                Event::DataRemoved { item_id, .. } => {
+                    model.remove(item_id);
+                }
+                _ => {}
+            }
+        }
+        let s = store.state_at_seq(at).unwrap();
+        assert_eq!(s.version(), Some(at));
+        assert_eq!(s.len(), model.len(), "at {at}");
+        for (id, data) in &model {
+            assert_eq!(s.data(id), Some(data.as_str()), "at {at}");
+        }
+    }
+}
