@@ -266,10 +266,16 @@ fn checkpoints_while_writers_append() {
             s.spawn(|| append_n(&log, 2000));
         }
         s.spawn(|| {
-            for _ in 0..20 {
-                if let Some(last) = log.last_seq() {
-                    let info = log.checkpoint(last, &last.to_le_bytes()).unwrap();
-                    assert_eq!(info.seq, last);
+            let mut taken = 0;
+            while taken < 20 {
+                match log.last_seq() {
+                    Some(last) => {
+                        let info = log.checkpoint(last, &last.to_le_bytes()).unwrap();
+                        assert_eq!(info.seq, last);
+                        taken += 1;
+                    }
+                    // The writers have not started yet.
+                    None => std::thread::yield_now(),
                 }
             }
         });
