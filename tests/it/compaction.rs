@@ -141,13 +141,13 @@ fn keep_age_keeps_recent_records() {
         dir.path(),
         small(
             Retention::default()
-                .keep_age(Duration::from_millis(300))
+                .keep_age(Duration::from_millis(1500))
                 .require_checkpoint(false),
         ),
     );
     append_n(&log, 1000);
     assert_eq!(log.compact().unwrap().segments_removed, 0);
-    std::thread::sleep(Duration::from_millis(400));
+    std::thread::sleep(Duration::from_millis(1700));
     let recent = log.last_seq().unwrap() + 1;
     append_n(&log, 1000);
     let report = log.compact().unwrap();
