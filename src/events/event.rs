@@ -109,33 +109,42 @@ struct RemovedV1 {
 
 /// Encodes `event` into its envelope.
 pub(crate) fn encode(event: &Event) -> Result<Vec<u8>> {
-    let (kind, body) = match event {
+    match event {
         Event::DataWritten {
             writer_id,
             item_id,
             data,
-        } => (
-            TYPE_DATA_WRITTEN,
-            postcard::to_allocvec(&WrittenV1 {
-                writer_id: *writer_id,
-                item_id: *item_id.as_bytes(),
-                data,
-            }),
-        ),
-        Event::DataRemoved { writer_id, item_id } => (
+        } => encode_written(*writer_id, *item_id, data),
+        Event::DataRemoved { writer_id, item_id } => envelope(
             TYPE_DATA_REMOVED,
-            postcard::to_allocvec(&RemovedV1 {
+            &RemovedV1 {
                 writer_id: *writer_id,
                 item_id: *item_id.as_bytes(),
-            }),
+            },
+            0,
         ),
+    }
+}
+
+/// Encodes a DataWritten event straight from borrowed data.
+pub(crate) fn encode_written(writer_id: u32, item_id: Uuid, data: &str) -> Result<Vec<u8>> {
+    let body = WrittenV1 {
+        writer_id,
+        item_id: *item_id.as_bytes(),
+        data,
     };
-    let body = body.map_err(|e| Error::invalid(format!("encoding an event: {e}")))?;
-    let mut out = Vec::with_capacity(2 + body.len());
+    envelope(TYPE_DATA_WRITTEN, &body, data.len())
+}
+
+/// The envelope around `body`, in one allocation: `extra` is the length of the body's
+/// variable part (fixed fields and varint headroom are added).
+fn envelope<T: Serialize>(kind: u8, body: &T, extra: usize) -> Result<Vec<u8>> {
+    // type, version, writer id (varint, at most 5), item id (16), a length (varint, at most
+    // 10) and the variable part.
+    let mut out = Vec::with_capacity(2 + 5 + 16 + 10 + extra);
     out.push(kind);
     out.push(VERSION_1);
-    out.extend_from_slice(&body);
-    Ok(out)
+    postcard::to_extend(body, out).map_err(|e| Error::invalid(format!("encoding an event: {e}")))
 }
 
 /// Decodes the record `seq` (stamped `timestamp_ns`) as an event.

@@ -30,6 +30,11 @@ pub enum Consistency {
 }
 
 /// Settings of the event store layer (the log's own are [`Options`]).
+///
+/// Snapshots are the log's checkpoints, so the log keeps only the newest
+/// [`Options::keep_checkpoints`] of them (3 by default): time travel to a point before the
+/// oldest one kept replays from the first event. Keep more for faster time travel into the
+/// past, at the disk cost of a snapshot each.
 #[derive(Clone, Debug)]
 pub struct EventStoreOptions {
     /// Snapshot after this many events since the last snapshot (default 10,000; 0: never).
@@ -193,11 +198,10 @@ impl EventStore {
     /// item's new id.
     pub fn write(&self, writer_id: u32, data: impl AsRef<str>) -> Result<(u64, Uuid)> {
         let item_id = Uuid::new_v4();
-        let seq = self.append(&Event::DataWritten {
-            writer_id,
-            item_id,
-            data: data.as_ref().to_owned(),
-        })?;
+        let seq =
+            self.inner
+                .log
+                .append(&event::encode_written(writer_id, item_id, data.as_ref())?)?;
         Ok((seq, item_id))
     }
 

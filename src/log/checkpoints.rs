@@ -226,12 +226,20 @@ impl CheckpointStore {
             if seq > max_seq {
                 continue;
             }
+            // The header decides whether the file is wanted; only a wanted one is read whole.
+            match header_info(seq, &path) {
+                Ok(info) if wanted(&info) => {}
+                Ok(_) => continue,
+                Err(s) => {
+                    skipped.push(s);
+                    continue;
+                }
+            }
             match fetch(seq, &path) {
-                Ok(mut cp) if wanted(&cp.info) => {
+                Ok(mut cp) => {
                     cp.skipped = skipped;
                     return Ok(Some(cp));
                 }
-                Ok(_) => {}
                 Err(s) => skipped.push(s),
             }
         }
@@ -342,8 +350,8 @@ fn check_header(path: &Path) -> Result<checkpoint::CheckpointHeader> {
     Ok(h)
 }
 
-/// Maps checkpoint file `path` (named for `seq`) read-only and checks all of it.
-fn fetch(seq: u64, path: &Path) -> std::result::Result<Checkpoint, SkippedCheckpoint> {
+/// The header of checkpoint file `path` (named for `seq`), checked, as a `CheckpointInfo`.
+fn header_info(seq: u64, path: &Path) -> std::result::Result<CheckpointInfo, SkippedCheckpoint> {
     let skip = |error| SkippedCheckpoint {
         path: path.to_path_buf(),
         error,
@@ -356,8 +364,23 @@ fn fetch(seq: u64, path: &Path) -> std::result::Result<Checkpoint, SkippedCheckp
         };
         return Err(skip(Error::corrupt(path, 16, kind)));
     }
+    Ok(CheckpointInfo {
+        seq,
+        timestamp_ns: h.timestamp_ns,
+        data_len: h.blob_len,
+        path: path.to_path_buf(),
+    })
+}
+
+/// Maps checkpoint file `path` (named for `seq`) read-only and checks all of it.
+fn fetch(seq: u64, path: &Path) -> std::result::Result<Checkpoint, SkippedCheckpoint> {
+    let skip = |error| SkippedCheckpoint {
+        path: path.to_path_buf(),
+        error,
+    };
+    let info = header_info(seq, path)?;
     let file = File::open(path).map_err(|e| skip(Error::io("open checkpoint", path, e)))?;
-    let len = CHECKPOINT_HEADER_LEN as u64 + h.blob_len;
+    let len = CHECKPOINT_HEADER_LEN as u64 + info.data_len;
     let map =
         Mapping::map(&file, len, false, false).map_err(|e| skip(Error::io("mmap", path, e)))?;
     // SAFETY: checkpoint files are immutable under their final name (module docs), and
@@ -371,12 +394,7 @@ fn fetch(seq: u64, path: &Path) -> std::result::Result<Checkpoint, SkippedCheckp
     })?;
     checkpoint::decode(whole).map_err(|k| skip(Error::corrupt(path, 0, k)))?;
     Ok(Checkpoint {
-        info: CheckpointInfo {
-            seq,
-            timestamp_ns: h.timestamp_ns,
-            data_len: h.blob_len,
-            path: path.to_path_buf(),
-        },
+        info,
         map: Arc::new(map),
         skipped: Vec::new(),
     })
