@@ -33,7 +33,7 @@
 //! system temporary directory: put them on the file system the logs live on.
 
 mod common;
-use common::{bench_base, main_config};
+use common::{SplitMix, bench_base, main_config};
 use std::fs::File;
 use std::hint::black_box;
 use std::io::Write;
@@ -46,19 +46,6 @@ use mmlog::{ArchiveMode, CompactionReport, Durability, Log, Options, Retention};
 use tempfile::TempDir;
 
 const BLOB: usize = 64 << 20;
-
-/// A deterministic stream of 64-bit values (SplitMix64), for payloads that vary.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 fn sync_dir(dir: &Path) {
     File::open(dir)

@@ -73,7 +73,7 @@
 
 #[allow(dead_code)] // `main_config` serves the criterion benchmarks.
 mod common;
-use common::bench_base;
+use common::{SplitMix, bench_base};
 
 use std::fmt;
 use std::hint::black_box;
@@ -226,24 +226,6 @@ fn context_switches() -> (u64, u64) {
     let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
     assert_eq!(rc, 0, "getrusage: {}", std::io::Error::last_os_error());
     (ru.ru_nvcsw as u64, ru.ru_nivcsw as u64)
-}
-
-/// A deterministic stream of 64-bit values (SplitMix64), for random choices off the clock.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A value in `0..n` (the modulo bias is irrelevant here).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 /// An item's data: 56 bytes, unique per writer and item.
