@@ -107,6 +107,9 @@ impl std::ops::Deref for StateView {
 struct Cached {
     state: Arc<State>,
     refreshed: Instant,
+    /// Timestamp of the last event applied (from the snapshot's header when none was applied
+    /// since it; 0 for an empty store).
+    last_ts: u64,
 }
 
 struct Inner {
@@ -115,6 +118,9 @@ struct Inner {
     cache: ArcSwap<Cached>,
     /// Serializes catching up (readers that find the cache fresh never take it).
     catch_up: Mutex<()>,
+    /// The last snapshot decoded for time travel, by its version: the next query from the
+    /// same snapshot starts from a copy (O(1)) instead of decoding it again.
+    decoded: Mutex<Option<(u64, Arc<State>)>>,
     /// Version of the last snapshot, and when it was taken.
     last_snapshot: Mutex<(Option<u64>, Instant)>,
     snapshots_taken: AtomicU64,
@@ -161,14 +167,16 @@ impl EventStore {
             return Err(Error::invalid("refresh_every must be more than zero"));
         }
         let log = Arc::new(Log::open(dir, options)?);
-        let (state, snapshot) = load_latest(&log)?;
+        let (state, snapshot, last_ts) = load_latest(&log)?;
         let inner = Arc::new(Inner {
             log,
             options: store_options,
             cache: ArcSwap::from_pointee(Cached {
                 state: Arc::new(state),
                 refreshed: Instant::now(),
+                last_ts,
             }),
+            decoded: Mutex::new(None),
             catch_up: Mutex::new(()),
             last_snapshot: Mutex::new((snapshot, Instant::now())),
             snapshots_taken: AtomicU64::new(0),
@@ -250,8 +258,15 @@ impl EventStore {
     /// The state as of sequence number `seq` (every event up to and including it), from the
     /// nearest snapshot at or before it plus the events after that.
     pub fn state_at_seq(&self, seq: u64) -> Result<StateView> {
-        let cp = self.inner.log.checkpoint_at_or_before(seq)?;
-        self.replay_from(cp, |ev| ev.seq() <= seq)
+        let cached = self.inner.cache.load_full();
+        let base = match cached.state.version() {
+            // The cached state is at or before the point: replay forward from it.
+            Some(v) if v <= seq => (State::clone(&cached.state), v + 1),
+            _ => self
+                .inner
+                .snapshot_base(self.inner.log.checkpoint_at_or_before(seq)?)?,
+        };
+        self.replay_from(base, |ev| ev.seq() <= seq)
     }
 
     /// The state as of `time`: every event up to the first one stamped after `time`, from
@@ -260,19 +275,23 @@ impl EventStore {
         let ts = time
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        let cp = self.inner.log.checkpoint_at_or_before_time(time)?;
-        self.replay_from(cp, |ev| ev.timestamp_ns() <= ts)
+        let cached = self.inner.cache.load_full();
+        let base = match cached.state.version() {
+            Some(v) if cached.last_ts <= ts => (State::clone(&cached.state), v + 1),
+            _ => self
+                .inner
+                .snapshot_base(self.inner.log.checkpoint_at_or_before_time(time)?)?,
+        };
+        self.replay_from(base, |ev| ev.timestamp_ns() <= ts)
     }
 
+    /// Applies the events from `base.1` on to `base.0` while `wanted` says so.
     fn replay_from(
         &self,
-        cp: Option<crate::log::Checkpoint>,
+        base: (State, u64),
         wanted: impl Fn(&StoredEvent) -> bool,
     ) -> Result<StateView> {
-        let (mut state, from) = match cp {
-            Some(cp) => (State::decode_snapshot(cp.data(), cp.seq())?, cp.seq() + 1),
-            None => (State::default(), 0),
-        };
+        let (mut state, from) = base;
         let mut events = self.events_from(from)?;
         for ev in &mut events {
             let ev = ev?;
@@ -403,6 +422,7 @@ impl Inner {
             let fresh = Arc::new(Cached {
                 state: Arc::clone(&cached.state),
                 refreshed: Instant::now(),
+                last_ts: cached.last_ts,
             });
             self.cache.store(Arc::clone(&fresh));
             return Ok(view(&fresh));
@@ -411,10 +431,12 @@ impl Inner {
         let mut state = State::clone(&cached.state);
         let mut reader = self.log.read_from(from)?;
         let end = target.unwrap_or(0);
+        let mut last_ts = cached.last_ts;
         while let Some(rec) = reader.next() {
             let rec = rec?;
             let seq = rec.seq();
-            state.apply(&event::decode(seq, rec.timestamp_ns(), rec.payload())?);
+            last_ts = rec.timestamp_ns();
+            state.apply(&event::decode(seq, last_ts, rec.payload())?);
             if seq >= end {
                 break;
             }
@@ -424,9 +446,27 @@ impl Inner {
         let fresh = Arc::new(Cached {
             state: Arc::new(state),
             refreshed: Instant::now(),
+            last_ts,
         });
         self.cache.store(Arc::clone(&fresh));
         Ok(view(&fresh))
+    }
+
+    /// The state of snapshot `cp` and the first event after it (an empty state and 0
+    /// without one), decoded once per snapshot.
+    fn snapshot_base(&self, cp: Option<crate::log::Checkpoint>) -> Result<(State, u64)> {
+        let Some(cp) = cp else {
+            return Ok((State::default(), 0));
+        };
+        let mut decoded = lock(&self.decoded);
+        if let Some((v, state)) = decoded.as_ref()
+            && *v == cp.seq()
+        {
+            return Ok((State::clone(state), v + 1));
+        }
+        let state = Arc::new(State::decode_snapshot(cp.data(), cp.seq())?);
+        *decoded = Some((cp.seq(), Arc::clone(&state)));
+        Ok((State::clone(&state), cp.seq() + 1))
     }
 
     fn snapshot_now(&self) -> Result<Option<u64>> {
@@ -491,11 +531,15 @@ fn view(c: &Cached) -> StateView {
     }
 }
 
-/// The latest snapshot's state and version, or an empty state.
-fn load_latest(log: &Log) -> Result<(State, Option<u64>)> {
+/// The latest snapshot's state, version and timestamp, or an empty state.
+fn load_latest(log: &Log) -> Result<(State, Option<u64>, u64)> {
     match log.latest_checkpoint()? {
-        Some(cp) => Ok((State::decode_snapshot(cp.data(), cp.seq())?, Some(cp.seq()))),
-        None => Ok((State::default(), None)),
+        Some(cp) => Ok((
+            State::decode_snapshot(cp.data(), cp.seq())?,
+            Some(cp.seq()),
+            cp.info().timestamp_ns,
+        )),
+        None => Ok((State::default(), None, 0)),
     }
 }
 
