@@ -171,6 +171,18 @@ const SYNC_PAGES: usize = 16_384;
 /// Pages cycled through by the `overwrite` variants (written and synced beforehand).
 const OVERWRITE_PAGES: usize = 1024;
 
+/// A file of `pages` allocated pages to sync, written and synced once first if `prewrite`
+/// (the `overwrite` variants), so only the write under test is dirty.
+fn sync_target(pages: usize, prewrite: bool) -> (tempfile::TempDir, std::fs::File) {
+    let (dir, file) = fallocated((pages * PAGE) as u64);
+    if prewrite {
+        file.write_all_at(&vec![0x11u8; pages * PAGE], 0)
+            .expect("prewrite");
+        file.sync_all().expect("fsync");
+    }
+    (dir, file)
+}
+
 fn sync(c: &mut Criterion) {
     let mut g = c.benchmark_group("limits");
     g.throughput(Throughput::Elements(1));
@@ -179,12 +191,7 @@ fn sync(c: &mut Criterion) {
         ("fresh", SYNC_PAGES, false),
         ("overwrite", OVERWRITE_PAGES, true),
     ] {
-        let (_dir, file) = fallocated((pages * PAGE) as u64);
-        if prewrite {
-            file.write_all_at(&vec![0x11u8; pages * PAGE], 0)
-                .expect("prewrite");
-            file.sync_all().expect("fsync");
-        }
+        let (_dir, file) = sync_target(pages, prewrite);
         // SAFETY: as in `prefaulted_mapping`: a private file nobody else touches.
         let mut map = unsafe { MmapMut::map_mut(&file) }.expect("mmap");
         let mut page = 0usize;
@@ -203,12 +210,7 @@ fn sync(c: &mut Criterion) {
         ("fresh", SYNC_PAGES, false),
         ("overwrite", OVERWRITE_PAGES, true),
     ] {
-        let (_dir, file) = fallocated((pages * PAGE) as u64);
-        if prewrite {
-            file.write_all_at(&vec![0x11u8; pages * PAGE], 0)
-                .expect("prewrite");
-            file.sync_all().expect("fsync");
-        }
+        let (_dir, file) = sync_target(pages, prewrite);
         let mut page = 0usize;
         g.bench_function(format!("pwrite_fdatasync_4k_{name}"), |b| {
             b.iter(|| {

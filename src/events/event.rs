@@ -15,7 +15,7 @@
 //! a new `(type, version)` pair; a reader that meets a pair it does not know fails with
 //! [`Error::UnknownEvent`], never a panic or a silent skip.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -64,7 +64,7 @@ impl StoredEvent {
 
     /// When it was appended.
     pub fn timestamp(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_nanos(self.timestamp_ns)
+        crate::storage::fs::ns_time(self.timestamp_ns)
     }
 
     /// [`StoredEvent::timestamp`] in nanoseconds since the Unix epoch.

@@ -18,8 +18,6 @@
 //! | 32 | len | state    | what [`Projection::save`] returned |
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -33,6 +31,8 @@ use super::event::{self, Event, StoredEvent};
 use crate::error::{Error, Result};
 use crate::format::crc::{checksum, checksum_append};
 use crate::log::Log;
+use crate::storage::fs as sfs;
+use crate::sync::lock;
 
 const MODEL_MAGIC: &[u8; 4] = b"MMRM";
 const MODEL_VERSION: u32 = 1;
@@ -299,7 +299,11 @@ fn save<P: Projection>(log: &Log, s: &ModelShared<P>) -> Result<()> {
         let m = lock(&s.model);
         (s.position.load(Ordering::Acquire), m.save())
     };
-    write_atomically(&s.path, &encode_model(position, &state))?;
+    sfs::replace_file(
+        &s.path,
+        &s.path.with_extension("model.tmp"),
+        &[&encode_model(position, &state)],
+    )?;
     log.commit_consumer(&consumer_name(&s.name), position)
 }
 
@@ -342,32 +346,6 @@ fn decode_model<'a>(bytes: &'a [u8], path: &Path) -> Result<(u64, &'a [u8])> {
         return Err(bad("checksum mismatch"));
     }
     Ok((next_seq, state))
-}
-
-/// Replaces `path` with `bytes`: temporary file, `fdatasync`, rename, directory `fsync`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("model.tmp");
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_data()
-        })
-        .map_err(|e| Error::io("write read model", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io("fsync directory", dir, e))?;
-    }
-    Ok(())
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn postcard_error(what: &str, e: postcard::Error) -> Error {

@@ -11,7 +11,7 @@
 //! | 5 | .. | body     | postcard: the items as a sequence of `(item_id [u8; 16], data string, writer_id u32, seq u64, timestamp_ns u64)`, by ascending `item_id` |
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -39,7 +39,7 @@ pub struct Item {
 impl Item {
     /// When it was written.
     pub fn timestamp(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_nanos(self.timestamp_ns)
+        crate::storage::fs::ns_time(self.timestamp_ns)
     }
 }
 

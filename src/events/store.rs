@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use uuid::Uuid;
@@ -16,6 +16,8 @@ use super::state::State;
 use crate::error::{Error, Result};
 use crate::log::{Log, Reader};
 use crate::options::Options;
+use crate::storage::fs as sfs;
+use crate::sync::lock;
 
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,9 +274,7 @@ impl EventStore {
     /// The state as of `time`: every event up to the first one stamped after `time`, from
     /// the nearest snapshot at or before it plus the events after that.
     pub fn state_at_time(&self, time: SystemTime) -> Result<StateView> {
-        let ts = time
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let ts = sfs::time_ns(time);
         let cached = self.inner.cache.load_full();
         let base = match cached.state.version() {
             Some(v) if cached.last_ts <= ts => (State::clone(&cached.state), v + 1),
@@ -327,9 +327,7 @@ impl EventStore {
     /// Every event stamped from `from` to `to` (inclusive), in sequence order: who changed
     /// what in that window.
     pub fn changes_between(&self, from: SystemTime, to: SystemTime) -> Result<Vec<StoredEvent>> {
-        let to_ns = to
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let to_ns = sfs::time_ns(to);
         let mut reader = self.inner.log.read_from_time(from)?;
         let mut out = Vec::new();
         while let Some(rec) = reader.next() {
@@ -541,10 +539,6 @@ fn load_latest(log: &Log) -> Result<(State, Option<u64>, u64)> {
         )),
         None => Ok((State::default(), None, 0)),
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The events of the store from a starting point, decoded (see [`EventStore::events_from`]).

@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use super::shared::lock;
 use crate::error::{CorruptionKind, Error, Result};
@@ -90,7 +90,7 @@ impl Checkpoint {
 
     /// Timestamp of record [`Checkpoint::seq`].
     pub fn timestamp(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_nanos(self.info.timestamp_ns)
+        crate::storage::fs::ns_time(self.info.timestamp_ns)
     }
 
     /// The header fields and the file.
@@ -202,17 +202,6 @@ impl CheckpointStore {
         Ok(())
     }
 
-    /// Every checkpoint file by ascending sequence number, each checked in full.
-    pub(crate) fn list(
-        &self,
-    ) -> Result<Vec<std::result::Result<CheckpointInfo, SkippedCheckpoint>>> {
-        let mut out = Vec::new();
-        for (seq, path) in self.files(SUFFIX)? {
-            out.push(fetch(seq, &path).map(|c| c.info));
-        }
-        Ok(out)
-    }
-
     /// The newest valid checkpoint whose header satisfies `wanted`, checked in full; the
     /// damaged files passed over on the way are reported in [`Checkpoint::skipped`].
     /// `max_seq` bounds the candidates by file name before anything is read.
@@ -311,7 +300,7 @@ fn files(dir: &Path, suffix: &str) -> Result<Vec<(u64, PathBuf)>> {
 }
 
 /// Every checkpoint file in log directory `log_dir`, oldest first, each checked in full;
-/// reads only (for inspection tools). A log without a checkpoint directory has none.
+/// reads only, so inspection tools use it too. A log without a checkpoint directory has none.
 pub(crate) fn list_dir(
     log_dir: &Path,
 ) -> Result<Vec<std::result::Result<CheckpointInfo, SkippedCheckpoint>>> {

@@ -87,30 +87,31 @@ pub(crate) fn compact(shared: &Shared) -> Result<CompactionReport> {
     let mut doomed = 0;
     for (i, seg) in segs.iter().enumerate() {
         newer_bytes -= seg.capacity;
-        let held = match seg.completion() {
-            _ if i + 1 == segs.len() || !seg.is_sealed() => Some(HeldBy::Unsealed),
-            None => Some(HeldBy::Unsealed),
+        // The segment being written (the last one) and any not yet sealed stay.
+        let sealed = seg
+            .completion()
+            .filter(|_| seg.is_sealed() && i + 1 < segs.len());
+        let held = match sealed {
+            None => HeldBy::Unsealed,
             Some(c) => {
                 let end = seg.base_seq + c.record_count;
                 if end > checkpoint_floor {
-                    Some(HeldBy::Checkpoint)
+                    HeldBy::Checkpoint
                 } else if let Some((name, _)) = consumer_floor.as_ref().filter(|(_, p)| end > *p) {
-                    Some(HeldBy::Consumer(name.clone()))
+                    HeldBy::Consumer(name.clone())
                 } else if end > records_floor
                     || policy.keep_bytes.is_some_and(|b| newer_bytes < b)
                     || age_cut.is_some_and(|cut| seg.sealed_max_ts().unwrap_or(u64::MAX) >= cut)
                 {
-                    Some(HeldBy::Retention)
+                    HeldBy::Retention
                 } else {
-                    None
+                    doomed += 1;
+                    continue;
                 }
             }
         };
-        if held.is_some() {
-            report.held_by = held;
-            break;
-        }
-        doomed += 1;
+        report.held_by = Some(held);
+        break;
     }
     report.first_seq = segs.get(doomed).map_or(0, |s| s.base_seq);
     if doomed == 0 {

@@ -42,23 +42,18 @@ impl Consumers {
             std::fs::create_dir(&dir).map_err(|e| Error::io("create dir", &dir, e))?;
             sfs::sync_dir(log_dir)?;
         }
-        let mut positions = BTreeMap::new();
+        // What an interrupted update left: the position it replaced is still in place.
         let rd = std::fs::read_dir(&dir).map_err(|e| Error::io("read dir", &dir, e))?;
         for entry in rd {
             let entry = entry.map_err(|e| Error::io("read dir", &dir, e))?;
-            let path = entry.path();
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                continue;
-            };
-            if name.ends_with(TMP_SUFFIX) {
+            if entry.file_name().to_string_lossy().ends_with(TMP_SUFFIX) {
+                let path = entry.path();
                 std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
-            } else if let Some(consumer) = name.strip_suffix(SUFFIX)
-                && check_name(consumer).is_ok()
-            {
-                let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
-                let p = consumer_file::decode(&bytes).map_err(|k| Error::corrupt(&path, 0, k))?;
-                positions.insert(consumer.to_owned(), p.next_seq);
             }
+        }
+        let mut positions = BTreeMap::new();
+        for (name, position) in list_dir(log_dir) {
+            positions.insert(name, position?);
         }
         Ok(Consumers {
             dir,
@@ -129,9 +124,7 @@ impl Consumers {
             next_seq,
             updated_ns: sfs::now_ns(),
         });
-        sfs::write_temporary(&tmp, &[&bytes], true)?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
-        sfs::sync_dir(&self.dir)
+        sfs::replace_file(&path, &tmp, &[&bytes])
     }
 }
 

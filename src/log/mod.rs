@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 pub use archive::{ArchiveCheck, ArchivedSegment, DamagedArchiveFile};
 pub use checkpoints::{Checkpoint, CheckpointInfo, SkippedCheckpoint};
@@ -329,10 +329,7 @@ impl Log {
     /// can commit a record with a slightly earlier timestamp after a later one; "first" means
     /// first in sequence order, as Kafka's `offsetsForTimes` does.
     pub fn read_from_time(&self, time: SystemTime) -> Result<Reader> {
-        let ts = time
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        Reader::at_time(Arc::clone(&self.shared), ts)
+        Reader::at_time(Arc::clone(&self.shared), sfs::time_ns(time))
     }
 
     /// Writes a checkpoint: `data`, an opaque state that reflects records `0..=seq`.
@@ -370,9 +367,7 @@ impl Log {
 
     /// The newest valid checkpoint whose last record is no later than `time`.
     pub fn checkpoint_at_or_before_time(&self, time: SystemTime) -> Result<Option<Checkpoint>> {
-        let ts = time
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let ts = sfs::time_ns(time);
         self.shared
             .checkpoints
             .newest(u64::MAX, |c| c.timestamp_ns <= ts)
@@ -383,7 +378,7 @@ impl Log {
     pub fn checkpoints(&self) -> Result<(Vec<CheckpointInfo>, Vec<SkippedCheckpoint>)> {
         let mut valid = Vec::new();
         let mut damaged = Vec::new();
-        for entry in self.shared.checkpoints.list()? {
+        for entry in checkpoints::list_dir(&self.shared.dir)? {
             match entry {
                 Ok(info) => valid.push(info),
                 Err(skipped) => damaged.push(skipped),

@@ -1,7 +1,7 @@
 //! Zero-copy readers: iterate committed records in sequence order, following the tail.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::segment::Segment;
 use super::shared::Shared;
@@ -28,7 +28,7 @@ impl<'a> Record<'a> {
     /// When the record was appended (wall clock, never below the largest timestamp the log
     /// held when it was opened).
     pub fn timestamp(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_nanos(self.timestamp_ns)
+        crate::storage::fs::ns_time(self.timestamp_ns)
     }
 
     /// [`Record::timestamp`] as nanoseconds since the Unix epoch.

@@ -177,10 +177,7 @@ impl Shared {
 
     pub(crate) fn segment_by_id(&self, id: u64) -> Option<Arc<Segment>> {
         let segs = self.segments.read().unwrap_or_else(|p| p.into_inner());
-        let first = segs.first()?.id;
-        let seg = segs.get(usize::try_from(id.checked_sub(first)?).ok()?)?;
-        debug_assert_eq!(seg.id, id);
-        Some(seg.clone())
+        live_at(&segs, id).cloned()
     }
 
     /// Segment `id` and its mapping, for a reader entering it: from the live set (the mapping
@@ -188,16 +185,11 @@ impl Shared {
     pub(crate) fn segment_for_read(&self, id: u64) -> Result<Option<(Arc<Segment>, Arc<Mapping>)>> {
         let first_live = {
             let segs = self.segments.read().unwrap_or_else(|p| p.into_inner());
-            let first = segs.first().map_or(0, |s| s.id);
-            if let Some(seg) = id
-                .checked_sub(first)
-                .and_then(|i| usize::try_from(i).ok())
-                .and_then(|i| segs.get(i))
-            {
+            if let Some(seg) = live_at(&segs, id) {
                 let map = seg.mapping()?;
                 return Ok(Some((Arc::clone(seg), map)));
             }
-            first
+            segs.first().map_or(0, |s| s.id)
         };
         if id >= first_live {
             return Ok(None);
@@ -222,11 +214,8 @@ impl Shared {
     /// Whether a segment follows segment `id` (live, or archived before the live ones).
     pub(crate) fn next_segment_exists(&self, id: u64) -> bool {
         let segs = self.segments.read().unwrap_or_else(|p| p.into_inner());
-        match segs.first() {
-            Some(first) if id + 1 < first.id => true,
-            Some(first) => id + 1 - first.id < segs.len() as u64,
-            None => false,
-        }
+        let next = id + 1;
+        segs.first().is_some_and(|first| next < first.id) || live_at(&segs, next).is_some()
     }
 
     /// Takes `seg`, the oldest live segment, out of the live set (compaction) and drops its
@@ -380,6 +369,14 @@ impl Shared {
     }
 }
 
+/// Live segment `id` in `segs` (the live segments, consecutive ids in order).
+fn live_at(segs: &[Arc<Segment>], id: u64) -> Option<&Arc<Segment>> {
+    let first = segs.first()?.id;
+    let seg = segs.get(usize::try_from(id.checked_sub(first)?).ok()?)?;
+    debug_assert_eq!(seg.id, id);
+    Some(seg)
+}
+
 /// The checkpoint, consumer and archive stores of a log, opened before its `Shared`.
 pub(crate) struct Stores {
     pub(crate) checkpoints: CheckpointStore,
@@ -435,6 +432,4 @@ fn wait_for_completion(seg: &Segment) -> Completion {
     }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use crate::sync::lock;

@@ -63,9 +63,18 @@ pub(crate) fn parse_segment_name(name: &str) -> SegmentName {
 
 /// Nanoseconds since the Unix epoch (0 if the clock is before it).
 pub(crate) fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+    time_ns(SystemTime::now())
+}
+
+/// `time` as nanoseconds since the Unix epoch: 0 before it, `u64::MAX` past 2554.
+pub(crate) fn time_ns(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Nanoseconds since the Unix epoch as a `SystemTime`.
+pub(crate) fn ns_time(ns: u64) -> SystemTime {
+    UNIX_EPOCH + std::time::Duration::from_nanos(ns)
 }
 
 /// Nanoseconds since the Unix epoch from the coarse clock (the last timer tick).
@@ -227,6 +236,17 @@ pub(crate) fn write_temporary(tmp: &Path, parts: &[&[u8]], sync: bool) -> Result
         });
     }
     Ok(())
+}
+
+/// Replaces `path` durably with `parts`: written to `tmp` and synced, renamed over `path`,
+/// and the directory synced. A crash leaves the old file or the new one, never a mix.
+pub(crate) fn replace_file(path: &Path, tmp: &Path, parts: &[&[u8]]) -> Result<()> {
+    write_temporary(tmp, parts, true)?;
+    std::fs::rename(tmp, path).map_err(|e| Error::io("rename", tmp, e))?;
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
 }
 
 /// Replaces `path` with `bytes` (written to `<path>.tmp`, then renamed), without syncing:
