@@ -17,7 +17,9 @@
 
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -94,14 +96,16 @@ impl StoredEvent {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 struct WrittenV1<'a> {
     writer_id: u32,
     item_id: [u8; 16],
     data: &'a str,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 struct RemovedV1 {
     writer_id: u32,
     item_id: [u8; 16],
@@ -147,8 +151,22 @@ fn envelope<T: Serialize>(kind: u8, body: &T, extra: usize) -> Result<Vec<u8>> {
     postcard::to_extend(body, out).map_err(|e| Error::invalid(format!("encoding an event: {e}")))
 }
 
-/// Decodes the record `seq` (stamped `timestamp_ns`) as an event.
-pub(crate) fn decode(seq: u64, timestamp_ns: u64, bytes: &[u8]) -> Result<StoredEvent> {
+/// An event decoded in place: its data borrows the record's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EventRef<'a> {
+    Written {
+        writer_id: u32,
+        item_id: Uuid,
+        data: &'a str,
+    },
+    Removed {
+        writer_id: u32,
+        item_id: Uuid,
+    },
+}
+
+/// Decodes the record `seq` as an event, borrowing its data from `bytes`.
+pub(crate) fn decode_ref(seq: u64, bytes: &[u8]) -> Result<EventRef<'_>> {
     let bad = |reason: String| Error::BadEvent { seq, reason };
     let (&kind, rest) = bytes
         .split_first()
@@ -156,30 +174,23 @@ pub(crate) fn decode(seq: u64, timestamp_ns: u64, bytes: &[u8]) -> Result<Stored
     let (&version, body) = rest
         .split_first()
         .ok_or_else(|| bad("no schema version".into()))?;
+    let mut body = Body(body);
     let event = match (kind, version) {
-        (TYPE_DATA_WRITTEN, VERSION_1) => {
-            let (b, tail): (WrittenV1<'_>, _) =
-                postcard::take_from_bytes(body).map_err(|e| bad(format!("DataWritten: {e}")))?;
-            if !tail.is_empty() {
-                return Err(bad(format!("{} bytes after a DataWritten", tail.len())));
-            }
-            Event::DataWritten {
-                writer_id: b.writer_id,
-                item_id: Uuid::from_bytes(b.item_id),
-                data: b.data.to_owned(),
-            }
-        }
-        (TYPE_DATA_REMOVED, VERSION_1) => {
-            let (b, tail): (RemovedV1, _) =
-                postcard::take_from_bytes(body).map_err(|e| bad(format!("DataRemoved: {e}")))?;
-            if !tail.is_empty() {
-                return Err(bad(format!("{} bytes after a DataRemoved", tail.len())));
-            }
-            Event::DataRemoved {
-                writer_id: b.writer_id,
-                item_id: Uuid::from_bytes(b.item_id),
-            }
-        }
+        (TYPE_DATA_WRITTEN, VERSION_1) => (|| {
+            Ok(EventRef::Written {
+                writer_id: body.u32()?,
+                item_id: Uuid::from_bytes(body.id()?),
+                data: body.str()?,
+            })
+        })()
+        .map_err(|e: &str| bad(format!("DataWritten: {e}")))?,
+        (TYPE_DATA_REMOVED, VERSION_1) => (|| {
+            Ok(EventRef::Removed {
+                writer_id: body.u32()?,
+                item_id: Uuid::from_bytes(body.id()?),
+            })
+        })()
+        .map_err(|e: &str| bad(format!("DataRemoved: {e}")))?,
         (event_type, version) => {
             return Err(Error::UnknownEvent {
                 seq,
@@ -187,6 +198,76 @@ pub(crate) fn decode(seq: u64, timestamp_ns: u64, bytes: &[u8]) -> Result<Stored
                 version,
             });
         }
+    };
+    if !body.0.is_empty() {
+        return Err(bad(format!("{} bytes after the event", body.0.len())));
+    }
+    Ok(event)
+}
+
+/// Reads postcard's encoding of the bodies (LEB128 varint integers, raw byte arrays,
+/// length-prefixed UTF-8 strings) in place: the event store's hot path. Encoding stays with
+/// postcard, and a test checks that both read every input alike.
+struct Body<'a>(&'a [u8]);
+
+impl<'a> Body<'a> {
+    /// A varint of at most `max_bytes` bytes whose last byte is at most `max_last`.
+    #[inline]
+    fn varint(&mut self, max_bytes: usize, max_last: u8) -> std::result::Result<u64, &'static str> {
+        let mut out = 0u64;
+        for i in 0..max_bytes {
+            let (&b, rest) = self.0.split_first().ok_or("truncated")?;
+            self.0 = rest;
+            out |= u64::from(b & 0x7F) << (7 * i);
+            if b & 0x80 == 0 {
+                if i == max_bytes - 1 && b > max_last {
+                    return Err("bad varint");
+                }
+                return Ok(out);
+            }
+        }
+        Err("bad varint")
+    }
+
+    #[inline]
+    fn u32(&mut self) -> std::result::Result<u32, &'static str> {
+        // 32 bits: 5 bytes, 4 bits in the last.
+        self.varint(5, 0x0F).map(|v| v as u32)
+    }
+
+    #[inline]
+    fn id(&mut self) -> std::result::Result<[u8; 16], &'static str> {
+        let (id, rest) = self.0.split_first_chunk::<16>().ok_or("truncated")?;
+        self.0 = rest;
+        Ok(*id)
+    }
+
+    #[inline]
+    fn str(&mut self) -> std::result::Result<&'a str, &'static str> {
+        // A usize length: 10 bytes, 1 bit in the last (64-bit targets).
+        let len = usize::try_from(self.varint(10, 0x01)?).map_err(|_| "length out of range")?;
+        if len > self.0.len() {
+            return Err("truncated");
+        }
+        let (s, rest) = self.0.split_at(len);
+        self.0 = rest;
+        std::str::from_utf8(s).map_err(|_| "data is not UTF-8")
+    }
+}
+
+/// Decodes the record `seq` (stamped `timestamp_ns`) as an event.
+pub(crate) fn decode(seq: u64, timestamp_ns: u64, bytes: &[u8]) -> Result<StoredEvent> {
+    let event = match decode_ref(seq, bytes)? {
+        EventRef::Written {
+            writer_id,
+            item_id,
+            data,
+        } => Event::DataWritten {
+            writer_id,
+            item_id,
+            data: data.to_owned(),
+        },
+        EventRef::Removed { writer_id, item_id } => Event::DataRemoved { writer_id, item_id },
     };
     Ok(StoredEvent {
         seq,
@@ -198,6 +279,85 @@ pub(crate) fn decode(seq: u64, timestamp_ns: u64, bytes: &[u8]) -> Result<Stored
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// What postcard makes of a body, in the decoder's terms.
+    fn by_postcard(kind: u8, body: &[u8]) -> Option<EventRef<'_>> {
+        if kind == TYPE_DATA_WRITTEN {
+            let (b, tail): (WrittenV1<'_>, _) = postcard::take_from_bytes(body).ok()?;
+            tail.is_empty().then_some(EventRef::Written {
+                writer_id: b.writer_id,
+                item_id: Uuid::from_bytes(b.item_id),
+                data: b.data,
+            })
+        } else {
+            let (b, tail): (RemovedV1, _) = postcard::take_from_bytes(body).ok()?;
+            tail.is_empty().then_some(EventRef::Removed {
+                writer_id: b.writer_id,
+                item_id: Uuid::from_bytes(b.item_id),
+            })
+        }
+    }
+
+    proptest! {
+        /// The in-place decoder reads every body as postcard does: the same events from the
+        /// same bytes, and an error exactly where postcard fails.
+        #[test]
+        fn the_decoder_agrees_with_postcard(
+            kind in 1u8..=2,
+            writer_id in any::<u32>(),
+            id in any::<[u8; 16]>(),
+            data in ".{0,40}",
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..3),
+            cut in any::<Option<usize>>(),
+            noise in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let event = if kind == TYPE_DATA_WRITTEN {
+                Event::DataWritten { writer_id, item_id: Uuid::from_bytes(id), data }
+            } else {
+                Event::DataRemoved { writer_id, item_id: Uuid::from_bytes(id) }
+            };
+            let mut bytes = encode(&event).unwrap();
+            for (at, v) in edits {
+                let at = 2 + at % (bytes.len() - 1);
+                if at < bytes.len() {
+                    bytes[at] = v;
+                }
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(2 + cut % (bytes.len() - 1));
+            }
+            for candidate in [bytes.clone(), [&bytes[..2], &noise[..]].concat()] {
+                let ours = decode_ref(0, &candidate).ok();
+                prop_assert_eq!(ours, by_postcard(kind, &candidate[2..]));
+            }
+        }
+    }
+
+    #[test]
+    fn varints_at_their_limits() {
+        let removed = |varint: &[u8]| {
+            let mut b = vec![TYPE_DATA_REMOVED, VERSION_1];
+            b.extend_from_slice(varint);
+            b.extend_from_slice(&[0; 16]);
+            b
+        };
+        for varint in [
+            &[0xFF, 0xFF, 0xFF, 0xFF, 0x0F][..], // u32::MAX
+            &[0xFF, 0xFF, 0xFF, 0xFF, 0x1F],     // 33 bits
+            &[0x80, 0x80, 0x80, 0x80, 0x80, 0x00],
+            &[0x80, 0x00], // not the shortest form: postcard takes it
+            &[0x80],
+        ] {
+            let b = removed(varint);
+            assert_eq!(
+                decode_ref(0, &b).ok(),
+                by_postcard(TYPE_DATA_REMOVED, &b[2..])
+            );
+        }
+        assert!(decode_ref(0, &removed(&[0xFF, 0xFF, 0xFF, 0xFF, 0x0F])).is_ok());
+        assert!(decode_ref(0, &removed(&[0xFF, 0xFF, 0xFF, 0xFF, 0x1F])).is_err());
+    }
 
     #[test]
     fn round_trip_and_golden_bytes() {

@@ -31,6 +31,7 @@ mod migration;
 mod projection;
 mod state;
 mod store;
+mod table;
 
 pub use event::{Event, StoredEvent};
 pub use migration::{LockedStore, Migration, MigrationPhase, MigrationStats};

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use uuid::Uuid;
 
-use super::event::{self, Event, StoredEvent};
+use super::event::{self, Event, EventRef, StoredEvent};
 use super::projection::{Projection, ReadModel};
-use super::state::State;
+use super::state::{Item, State};
+use super::table::TableBuilder;
 use crate::error::{Error, Result};
 use crate::log::{Log, Reader};
 use crate::options::Options;
@@ -120,9 +121,9 @@ struct Inner {
     cache: ArcSwap<Cached>,
     /// Serializes catching up (readers that find the cache fresh never take it).
     catch_up: Mutex<()>,
-    /// The last snapshot decoded for time travel, by its version: the next query from the
-    /// same snapshot starts from a copy (O(1)) instead of decoding it again.
-    decoded: Mutex<Option<(u64, Arc<State>)>>,
+    /// The snapshots time travel read last, newest use last: the next query from one of
+    /// them starts from a copy (O(1)) instead of checking its checksum again.
+    snapshots_read: Mutex<Vec<State>>,
     /// Version of the last snapshot, and when it was taken.
     last_snapshot: Mutex<(Option<u64>, Instant)>,
     snapshots_taken: AtomicU64,
@@ -178,7 +179,7 @@ impl EventStore {
                 refreshed: Instant::now(),
                 last_ts,
             }),
-            decoded: Mutex::new(None),
+            snapshots_read: Mutex::new(Vec::new()),
             catch_up: Mutex::new(()),
             last_snapshot: Mutex::new((snapshot, Instant::now())),
             snapshots_taken: AtomicU64::new(0),
@@ -263,12 +264,13 @@ impl EventStore {
         let cached = self.inner.cache.load_full();
         let base = match cached.state.version() {
             // The cached state is at or before the point: replay forward from it.
-            Some(v) if v <= seq => (State::clone(&cached.state), v + 1),
+            Some(v) if v <= seq => State::clone(&cached.state),
             _ => self
                 .inner
-                .snapshot_base(self.inner.log.checkpoint_at_or_before(seq)?)?,
+                .snapshot_state(self.inner.log.checkpoint_at_or_before(seq)?)?,
         };
-        self.replay_from(base, |ev| ev.seq() <= seq)
+        let (state, _) = self.inner.replay(base, Until::Seq(seq))?;
+        Ok(fresh_view(state))
     }
 
     /// The state as of `time`: every event up to the first one stamped after `time`, from
@@ -277,33 +279,13 @@ impl EventStore {
         let ts = sfs::time_ns(time);
         let cached = self.inner.cache.load_full();
         let base = match cached.state.version() {
-            Some(v) if cached.last_ts <= ts => (State::clone(&cached.state), v + 1),
+            Some(_) if cached.last_ts <= ts => State::clone(&cached.state),
             _ => self
                 .inner
-                .snapshot_base(self.inner.log.checkpoint_at_or_before_time(time)?)?,
+                .snapshot_state(self.inner.log.checkpoint_at_or_before_time(time)?)?,
         };
-        self.replay_from(base, |ev| ev.timestamp_ns() <= ts)
-    }
-
-    /// Applies the events from `base.1` on to `base.0` while `wanted` says so.
-    fn replay_from(
-        &self,
-        base: (State, u64),
-        wanted: impl Fn(&StoredEvent) -> bool,
-    ) -> Result<StateView> {
-        let (mut state, from) = base;
-        let mut events = self.events_from(from)?;
-        for ev in &mut events {
-            let ev = ev?;
-            if !wanted(&ev) {
-                break;
-            }
-            state.apply(&ev);
-        }
-        Ok(StateView {
-            state: Arc::new(state),
-            refreshed: Instant::now(),
-        })
+        let (state, _) = self.inner.replay(base, Until::Time(ts))?;
+        Ok(fresh_view(state))
     }
 
     /// The history of item `item_id` that the log holds: its DataWritten and any DataRemoved
@@ -416,7 +398,7 @@ impl Inner {
         // append started earlier by another writer was still in flight.
         let target = self.log.last_seq_settled()?;
         let from = cached.state.version().map_or(0, |v| v + 1);
-        if target.is_none_or(|t| t < from) {
+        let Some(end) = target.filter(|&t| t >= from) else {
             let fresh = Arc::new(Cached {
                 state: Arc::clone(&cached.state),
                 refreshed: Instant::now(),
@@ -424,47 +406,125 @@ impl Inner {
             });
             self.cache.store(Arc::clone(&fresh));
             return Ok(view(&fresh));
-        }
-        // O(1): the items are a persistent map.
-        let mut state = State::clone(&cached.state);
-        let mut reader = self.log.read_from(from)?;
-        let end = target.unwrap_or(0);
-        let mut last_ts = cached.last_ts;
-        while let Some(rec) = reader.next() {
-            let rec = rec?;
-            let seq = rec.seq();
-            last_ts = rec.timestamp_ns();
-            state.apply(&event::decode(seq, last_ts, rec.payload())?);
-            if seq >= end {
-                break;
-            }
-        }
+        };
+        let (mut state, last_ts) = self.replay(State::clone(&cached.state), Until::Seq(end))?;
         // Abandoned reservations (padding) are not events but still count as applied.
         state.advance_to(end);
         let fresh = Arc::new(Cached {
             state: Arc::new(state),
             refreshed: Instant::now(),
-            last_ts,
+            last_ts: last_ts.unwrap_or(cached.last_ts),
         });
         self.cache.store(Arc::clone(&fresh));
         Ok(view(&fresh))
     }
 
-    /// The state of snapshot `cp` and the first event after it (an empty state and 0
-    /// without one), decoded once per snapshot.
-    fn snapshot_base(&self, cp: Option<crate::log::Checkpoint>) -> Result<(State, u64)> {
-        let Some(cp) = cp else {
-            return Ok((State::default(), 0));
+    /// Applies the events after `state`'s version up to `until`; returns the new state and
+    /// the timestamp of the last event applied. A state that is one table (a snapshot, a
+    /// fold or nothing) takes a long run of events in one pass, as a delta table built at
+    /// its final size; otherwise each event goes into the persistent map.
+    fn replay(&self, mut state: State, until: Until) -> Result<(State, Option<u64>)> {
+        let from = state.version().map_or(0, |v| v + 1);
+        let wanted = |seq: u64, ts: u64| match until {
+            Until::Seq(end) => seq <= end,
+            Until::Time(t) => ts <= t,
         };
-        let mut decoded = lock(&self.decoded);
-        if let Some((v, state)) = decoded.as_ref()
-            && *v == cp.seq()
-        {
-            return Ok((State::clone(state), v + 1));
+        let in_one_pass = state.is_one_table()
+            && match until {
+                Until::Seq(end) => end.saturating_sub(from) >= ONE_PASS_MIN,
+                Until::Time(_) => true,
+            };
+        let mut reader = self.log.read_from(from)?;
+        let mut last: Option<(u64, u64)> = None;
+        if in_one_pass {
+            // Room for every event up to a known end (records are dense), bounded so that a
+            // huge range costs no more than growing would.
+            let expected = match until {
+                Until::Seq(end) => end.saturating_sub(from).saturating_add(1).min(1 << 24),
+                Until::Time(_) => 0,
+            };
+            let mut delta = TableBuilder::with_capacity(expected as usize, 0);
+            while let Some(rec) = reader.next() {
+                let rec = rec?;
+                let (seq, ts) = (rec.seq(), rec.timestamp_ns());
+                if !wanted(seq, ts) {
+                    break;
+                }
+                match event::decode_ref(seq, rec.payload())? {
+                    EventRef::Written {
+                        writer_id,
+                        item_id,
+                        data,
+                    } => {
+                        let item = Item {
+                            data,
+                            writer_id,
+                            seq,
+                            timestamp_ns: ts,
+                        };
+                        delta.push(&item_id, item)?;
+                    }
+                    EventRef::Removed { item_id, .. } => delta.push_removed(&item_id, seq, ts),
+                }
+                last = Some((seq, ts));
+            }
+            if let Some((seq, _)) = last {
+                state = state.with_delta(delta.finish()?, Some(seq));
+            }
+        } else {
+            while let Some(rec) = reader.next() {
+                let rec = rec?;
+                let (seq, ts) = (rec.seq(), rec.timestamp_ns());
+                if !wanted(seq, ts) {
+                    break;
+                }
+                state.apply_ref(seq, ts, event::decode_ref(seq, rec.payload())?);
+                last = Some((seq, ts));
+            }
         }
-        let state = Arc::new(State::decode_snapshot(cp.data(), cp.seq())?);
-        *decoded = Some((cp.seq(), Arc::clone(&state)));
-        Ok((State::clone(&state), cp.seq() + 1))
+        Ok((state, last.map(|(_, ts)| ts)))
+    }
+
+    /// Publishes `folded`, the cached state of some moment as one table, in place of the
+    /// cached state, with the events the cache applied since replayed on top.
+    fn install(&self, folded: State) -> Result<()> {
+        let _one = lock(&self.catch_up);
+        let cached = self.cache.load_full();
+        let state = match (folded.version(), cached.state.version()) {
+            (f, c) if f == c => folded,
+            (Some(f), Some(c)) if f < c => {
+                let (mut state, _) = self.replay(folded, Until::Seq(c))?;
+                state.advance_to(c);
+                state
+            }
+            // The cache cannot be older than a state taken from it.
+            _ => return Ok(()),
+        };
+        self.cache.store(Arc::new(Cached {
+            state: Arc::new(state),
+            refreshed: cached.refreshed,
+            last_ts: cached.last_ts,
+        }));
+        Ok(())
+    }
+
+    /// The state of snapshot `cp` (an empty state without one), read once per snapshot.
+    fn snapshot_state(&self, cp: Option<crate::log::Checkpoint>) -> Result<State> {
+        let Some(cp) = cp else {
+            return Ok(State::default());
+        };
+        let mut read = lock(&self.snapshots_read);
+        if let Some(at) = read.iter().position(|s| s.version() == Some(cp.seq())) {
+            let state = read.remove(at);
+            read.push(state.clone());
+            return Ok(state);
+        }
+        let state = State::from_snapshot(cp)?;
+        if read.len() == SNAPSHOTS_KEPT_READ {
+            read.remove(0);
+        }
+        read.push(state.clone());
+        Ok(state)
     }
 
     fn snapshot_now(&self) -> Result<Option<u64>> {
@@ -472,10 +532,14 @@ impl Inner {
         let Some(version) = view.version() else {
             return Ok(None);
         };
-        let blob = view.state.encode_snapshot()?;
-        self.log.checkpoint(version, &blob)?;
+        let folded = view.state.fold()?;
+        let blob = folded
+            .snapshot_bytes()
+            .ok_or_else(|| Error::invalid("a folded state is one table"))?;
+        self.log.checkpoint(version, blob)?;
         *lock(&self.last_snapshot) = (Some(version), Instant::now());
         self.snapshots_taken.fetch_add(1, Ordering::Relaxed);
+        self.install(folded)?;
         Ok(Some(version))
     }
 
@@ -499,6 +563,16 @@ impl Inner {
         by_count || by_time
     }
 
+    /// Folds the cached state into one table when enough events piled up on its base that
+    /// lookups and copies pay for it (each fold costs O(items), so at most one per
+    /// `len / 8` events).
+    fn fold_if_due(&self, state: &State) -> Result<()> {
+        if state.unfolded() <= FOLD_MIN.max(state.len() / 8) {
+            return Ok(());
+        }
+        self.install(state.fold()?)
+    }
+
     /// The background thread: refreshes the cache and takes due snapshots.
     fn background(&self) {
         loop {
@@ -515,10 +589,35 @@ impl Inner {
             let outcome = if self.snapshot_due() {
                 self.snapshot_now().map(drop)
             } else {
-                self.catch_up().map(drop)
+                self.catch_up()
+                    .and_then(|view| self.fold_if_due(&view.state))
             };
             *lock(&self.background_error) = outcome.err().map(|e| e.to_string());
         }
+    }
+}
+
+/// Where a replay stops.
+#[derive(Clone, Copy)]
+enum Until {
+    /// After this sequence number.
+    Seq(u64),
+    /// Before the first event stamped after this time (ns since the Unix epoch).
+    Time(u64),
+}
+
+/// Replays at least this long go through a delta table (see `Inner::replay`).
+const ONE_PASS_MIN: u64 = 1024;
+/// The background thread folds when more events than this (and than an eighth of the
+/// items) sit on top of the base table.
+const FOLD_MIN: usize = 4096;
+/// Snapshots that time travel keeps read.
+const SNAPSHOTS_KEPT_READ: usize = 4;
+
+fn fresh_view(state: State) -> StateView {
+    StateView {
+        state: Arc::new(state),
+        refreshed: Instant::now(),
     }
 }
 
@@ -532,11 +631,10 @@ fn view(c: &Cached) -> StateView {
 /// The latest snapshot's state, version and timestamp, or an empty state.
 fn load_latest(log: &Log) -> Result<(State, Option<u64>, u64)> {
     match log.latest_checkpoint()? {
-        Some(cp) => Ok((
-            State::decode_snapshot(cp.data(), cp.seq())?,
-            Some(cp.seq()),
-            cp.info().timestamp_ns,
-        )),
+        Some(cp) => {
+            let (seq, ts) = (cp.seq(), cp.info().timestamp_ns);
+            Ok((State::from_snapshot(cp)?, Some(seq), ts))
+        }
         None => Ok((State::default(), None, 0)),
     }
 }

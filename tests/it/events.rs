@@ -577,3 +577,157 @@ fn time_travel_equals_a_replay_from_scratch_at_random_points() {
         }
     }
 }
+
+/// The live items after the events up to and including `at`, applied one by one.
+fn model_at(all: &[mmlog::events::StoredEvent], at: u64) -> HashMap<uuid::Uuid, (String, u64)> {
+    let mut model = HashMap::new();
+    for ev in all.iter().take_while(|e| e.seq() <= at) {
+        match ev.event() {
+            Event::DataWritten { item_id, data, .. } => {
+                model.insert(*item_id, (data.clone(), ev.seq()));
+            }
+            Event::DataRemoved { item_id, .. } => {
+                model.remove(item_id);
+            }
+            _ => {}
+        }
+    }
+    model
+}
+
+fn assert_state_is(
+    s: &mmlog::events::State,
+    model: &HashMap<uuid::Uuid, (String, u64)>,
+    what: &str,
+) {
+    assert_eq!(s.len(), model.len(), "{what}: len");
+    assert_eq!(s.items().count(), model.len(), "{what}: items()");
+    for (id, item) in s.items() {
+        let (data, seq) = &model[&id];
+        assert_eq!((item.data, item.seq), (data.as_str(), *seq), "{what}: {id}");
+    }
+}
+
+/// Long replays go through one-pass delta tables, the background thread folds layers into
+/// one table, and snapshots are the folded table read in place: every path must give the
+/// state that applying the events one by one gives, with rewrites of an id, removals of
+/// ids never written and removals followed by rewrites included.
+#[test]
+fn one_pass_replays_folds_and_snapshots_equal_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_auto = EventStoreOptions {
+        snapshot_every_events: 0,
+        snapshot_every: None,
+        refresh_every: Duration::from_millis(5),
+    };
+    let store =
+        EventStore::open_with(dir.path(), small().keep_checkpoints(10), no_auto.clone()).unwrap();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let ids: Vec<uuid::Uuid> = (0..12_000).map(|_| uuid::Uuid::new_v4()).collect();
+    let total = 16_000u64;
+    for i in 0..total {
+        let id = ids[(next() % ids.len() as u64) as usize];
+        let event = if next() % 4 == 0 {
+            Event::DataRemoved {
+                writer_id: 2,
+                item_id: id,
+            }
+        } else {
+            Event::DataWritten {
+                writer_id: 1,
+                item_id: id,
+                data: format!("v{i}"),
+            }
+        };
+        store.append(&event).unwrap();
+        if i == 5_000 || i == 8_000 {
+            store.snapshot().unwrap();
+        }
+        if i % 2_000 == 0 {
+            // Strong reads along the way keep the cache applying events one by one.
+            store.read(Consistency::Strong).unwrap();
+        }
+    }
+    let all: Vec<_> = store.events_from(0).unwrap().map(|e| e.unwrap()).collect();
+    let last = total - 1;
+    assert_state_is(
+        &store.read(Consistency::Strong).unwrap(),
+        &model_at(&all, last),
+        "live",
+    );
+    // From nothing (before the first snapshot), from each snapshot, across both.
+    for at in [
+        0, 1500, 4_999, 5_000, 5_001, 7_000, 7_999, 8_000, 8_001, 15_000, last,
+    ] {
+        let s = store.state_at_seq(at).unwrap();
+        assert_eq!(s.version(), Some(at));
+        assert_state_is(&s, &model_at(&all, at), &format!("state_at_seq({at})"));
+    }
+    for k in [1, 5000, 9000, 15_500] {
+        let ev = &all[k];
+        let s = store.state_at_time(ev.timestamp()).unwrap();
+        // Several events may share a timestamp: the state includes all of them.
+        let at = all
+            .iter()
+            .rposition(|e| e.timestamp_ns() <= ev.timestamp_ns())
+            .unwrap() as u64;
+        assert_eq!(s.version(), Some(at));
+        assert_state_is(&s, &model_at(&all, at), &format!("state_at_time(#{k})"));
+    }
+    // A snapshot leaves the state as one table (the state's Debug shows its layers).
+    store.snapshot().unwrap();
+    let layers = format!("{:?}", store.read(Consistency::Eventual).unwrap().state());
+    assert!(layers.contains("delta_rows: None, changes: 0"), "{layers}");
+    assert_state_is(
+        &store.read(Consistency::Strong).unwrap(),
+        &model_at(&all, last),
+        "snapshot",
+    );
+    store.close().unwrap();
+    std::fs::remove_file(
+        std::fs::read_dir(dir.path().join("checkpoints"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .max()
+            .unwrap(),
+    )
+    .unwrap();
+
+    // A cold start from the snapshot at 8,000 (one pass over the 8,000 events after it);
+    // with no event arriving, the background thread then folds that delta into one table.
+    let store =
+        EventStore::open_with(dir.path(), small().keep_checkpoints(10), no_auto.clone()).unwrap();
+    assert_state_is(
+        &store.read(Consistency::Eventual).unwrap(),
+        &model_at(&all, last),
+        "reopened",
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let layers = format!("{:?}", store.read(Consistency::Eventual).unwrap().state());
+        if layers.contains("delta_rows: None, changes: 0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never folded: {layers}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_state_is(
+        &store.read(Consistency::Eventual).unwrap(),
+        &model_at(&all, last),
+        "folded",
+    );
+    store.close().unwrap();
+    std::fs::remove_dir_all(dir.path().join("checkpoints")).unwrap();
+    let store = EventStore::open_with(dir.path(), small(), no_auto).unwrap();
+    assert_state_is(
+        &store.read(Consistency::Eventual).unwrap(),
+        &model_at(&all, last),
+        "from scratch",
+    );
+}
