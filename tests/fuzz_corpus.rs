@@ -397,6 +397,84 @@ fn archive_inputs() -> Vec<Vec<u8>> {
     inputs
 }
 
+/// A DataWritten event (`writer` below 128, `data` shorter than 128 bytes), in the envelope
+/// `src/events/event.rs` documents.
+fn written_event(writer: u8, id: u8, data: &[u8]) -> Vec<u8> {
+    let mut e = vec![1, 1, writer & 0x7F];
+    e.extend_from_slice(&[id % 8; 16]);
+    e.push(data.len() as u8);
+    e.extend_from_slice(data);
+    e
+}
+
+/// A valid snapshot blob of a few items (the newest checkpoint of a real store).
+fn snapshot_blob(items: u8) -> Vec<u8> {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store =
+        mmlog::events::EventStore::open(tmp.path(), mmlog::Options::default()).expect("open");
+    for i in 0..items {
+        store
+            .write(u32::from(i), format!("item {i}"))
+            .expect("write");
+    }
+    store.snapshot().expect("snapshot");
+    store.close().expect("close");
+    let log = mmlog::Log::open(tmp.path(), mmlog::Options::default()).expect("open log");
+    let blob = log
+        .latest_checkpoint()
+        .expect("checkpoint")
+        .expect("one")
+        .data()
+        .to_vec();
+    log.close().expect("close");
+    blob
+}
+
+fn event_store_inputs() -> Vec<Vec<u8>> {
+    let mut rng = Rng(8);
+    let mut out = Vec::new();
+    // Scripted events, with and without a real snapshot halfway.
+    for i in 0..24 {
+        let count = 1 + rng.below(40) as u8;
+        let mut input = vec![if i % 2 == 0 { 0b010 } else { 0b110 }, count];
+        input.extend(rng.bytes(3 * usize::from(count)));
+        out.push(input);
+    }
+    // Raw records: well-formed events, damaged ones, garbage.
+    for i in 0..24 {
+        let count = 1 + rng.below(20) as u8;
+        let mut input = vec![0, count];
+        for _ in 0..count {
+            let data: Vec<u8> = rng.some_bytes(12).iter().map(|b| b'a' + b % 26).collect();
+            let mut record = written_event(rng.next() as u8, rng.next() as u8, &data);
+            if i % 3 == 1 && rng.below(4) == 0 {
+                record = rng.damage(record);
+            } else if i % 3 == 2 {
+                record = rng.some_bytes(30);
+            }
+            input.push(record.len() as u8);
+            input.extend(record);
+        }
+        out.push(input);
+    }
+    // Foreign snapshots over scripted events: valid tables, damaged ones, version 1, garbage.
+    let valid = snapshot_blob(5);
+    for i in 0..24 {
+        let count = 1 + rng.below(10) as u8;
+        let mut input = vec![0b011, count];
+        input.extend(rng.bytes(3 * usize::from(count)));
+        let blob = match i % 4 {
+            0 => valid.clone(),
+            1 => rng.damage(valid.clone()),
+            2 => [b"MMEV\x01".as_slice(), &rng.some_bytes(40)].concat(),
+            _ => rng.some_bytes(120),
+        };
+        input.extend(blob);
+        out.push(input);
+    }
+    out
+}
+
 #[test]
 fn frame_decode() {
     let inputs = frame_inputs();
@@ -509,6 +587,29 @@ fn archive_open() {
     }
 }
 
+#[test]
+fn event_store_open() {
+    let summaries: Vec<checks::EventStoreSummary> = event_store_inputs()
+        .iter()
+        .map(|input| checks::event_store_open(input))
+        .collect();
+    let count =
+        |f: fn(&checks::EventStoreSummary) -> bool| summaries.iter().filter(|s| f(s)).count();
+    let modelled = count(|s| s.checked_against_model);
+    let modelled_raw = count(|s| s.checked_against_model && !s.scripted);
+    let hostile_opened = count(|s| s.hostile_snapshot && s.opened);
+    let hostile_refused = count(|s| s.hostile_snapshot && !s.opened);
+    eprintln!(
+        "{} inputs: {modelled} checked against the model ({modelled_raw} from raw records), \
+         foreign snapshots: {hostile_opened} opened, {hostile_refused} refused",
+        summaries.len()
+    );
+    assert!(modelled >= 24 && modelled_raw >= 5 && hostile_opened >= 6 && hostile_refused >= 6);
+    for input in kept_inputs("event_store_open") {
+        checks::event_store_open(&input);
+    }
+}
+
 /// `fix_frames` turns a body of arbitrary commit words into valid frames, which is what lets the
 /// fuzzer reach deep into recovery; make sure it does.
 #[test]
@@ -553,6 +654,7 @@ fn write_seed_corpus() {
         ("segment_scan", segment_inputs()),
         ("small_files_decode", small_files_inputs()),
         ("archive_open", archive_inputs()),
+        ("event_store_open", event_store_inputs()),
     ];
     for (target, inputs) in sets {
         let d = Path::new(&dir).join(target);

@@ -928,3 +928,164 @@ fn le_u32(b: &[u8], at: usize) -> u32 {
     x.copy_from_slice(&b[at..at + 4]);
     u32::from_le_bytes(x)
 }
+
+/// Most records or events [`event_store_open`] writes.
+const MAX_EVENTS: usize = 48;
+
+/// What [`event_store_open`] went through (for the deterministic test's coverage checks).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EventStoreSummary {
+    /// The records were well-formed events, written through `EventStore::append`.
+    pub scripted: bool,
+    /// A snapshot blob from the input was stored as the newest checkpoint.
+    pub hostile_snapshot: bool,
+    /// `EventStore::open_with` succeeded.
+    pub opened: bool,
+    /// The state was compared with a model of the events and matched.
+    pub checked_against_model: bool,
+}
+
+/// `event_store_open`: an event store over arbitrary records, or over well-formed events,
+/// and with an arbitrary snapshot blob as its newest checkpoint (written through the log's
+/// public API, so every checksum is valid) opens or fails with an error, never a panic; so do
+/// reads, time travel to every point and the audit trail. Without a foreign snapshot, a
+/// store whose records all decode holds exactly the state the events describe, now and at
+/// every point.
+///
+/// Input: `flags`, `count`, then `count` records (scripted: 3 bytes each, `kind writer id`;
+/// raw: a length byte and that many bytes), then the snapshot blob. Flags: bit 0 stores the
+/// blob as a checkpoint at the last record, bit 1 scripts the events, bit 2 takes a real
+/// snapshot halfway (scripted only).
+pub fn event_store_open(data: &[u8]) -> EventStoreSummary {
+    use mmlog::events::{Consistency, Event, EventStore, EventStoreOptions};
+
+    let (Some(&flags), Some(&count)) = (data.first(), data.get(1)) else {
+        return EventStoreSummary::default();
+    };
+    let mut rest = &data[2..];
+    let count = usize::from(count) % (MAX_EVENTS + 1);
+    let mut summary = EventStoreSummary {
+        scripted: flags & 2 != 0,
+        ..EventStoreSummary::default()
+    };
+    let tmp = scratch_dir();
+    let dir = tmp.path().join("store");
+    let options = || Options::default().segment_size(mmlog::SEGMENT_SIZE_MIN * 4);
+    let store_options = || EventStoreOptions {
+        snapshot_every_events: 0,
+        snapshot_every: None,
+        refresh_every: std::time::Duration::from_secs(3600),
+    };
+    let id = |b: u8| uuid::Uuid::from_bytes([b % 8; 16]);
+    let mut appended = 0u64;
+    if summary.scripted {
+        let store = EventStore::open_with(&dir, options(), store_options()).expect("open");
+        for (i, op) in rest.chunks_exact(3).take(count).enumerate() {
+            let event = if op[0] % 3 == 0 {
+                Event::DataRemoved {
+                    writer_id: u32::from(op[1]),
+                    item_id: id(op[2]),
+                }
+            } else {
+                Event::DataWritten {
+                    writer_id: u32::from(op[1]),
+                    item_id: id(op[2]),
+                    data: format!("{i}-{}", op[0]),
+                }
+            };
+            assert_eq!(store.append(&event).expect("append"), appended);
+            appended += 1;
+            if flags & 4 != 0 && i == count / 2 {
+                store.snapshot().expect("snapshot");
+            }
+        }
+        rest = &rest[(3 * count).min(rest.len())..];
+        store.close().expect("close");
+    } else {
+        let log = Log::open(&dir, options()).expect("open");
+        for _ in 0..count {
+            let Some((&len, tail)) = rest.split_first() else {
+                break;
+            };
+            let record = &tail[..usize::from(len).min(tail.len())];
+            rest = &tail[record.len()..];
+            assert_eq!(log.append(record).expect("append"), appended);
+            appended += 1;
+        }
+        log.close().expect("close");
+    }
+    if flags & 1 != 0 && appended > 0 {
+        let log = Log::open(&dir, options()).expect("reopen");
+        log.checkpoint(appended - 1, rest).expect("checkpoint");
+        log.close().expect("close");
+        summary.hostile_snapshot = true;
+    }
+
+    let Ok(store) = EventStore::open_with(&dir, options(), store_options()) else {
+        assert!(
+            !summary.scripted || summary.hostile_snapshot,
+            "well-formed events must open"
+        );
+        return summary;
+    };
+    summary.opened = true;
+    let events: Vec<_> = match store.events_from(0) {
+        Ok(events) => events.collect(),
+        Err(_) => Vec::new(),
+    };
+    let all_decode = events.len() as u64 == appended && events.iter().all(|e| e.is_ok());
+    if summary.scripted {
+        assert!(all_decode, "every scripted event reads back");
+    }
+    let now = store.read(Consistency::Strong);
+    for seq in 0..appended {
+        let _ = store
+            .state_at_seq(seq)
+            .map(|s| (s.len(), s.items().count()));
+    }
+    for b in 0..8 {
+        let _ = store.history(id(b));
+    }
+    let _ = store.changes_between(std::time::UNIX_EPOCH, std::time::SystemTime::now());
+    if !all_decode || summary.hostile_snapshot {
+        return summary;
+    }
+    // The model: the events applied one by one.
+    let events: Vec<_> = events.into_iter().flatten().collect();
+    let mut model = std::collections::HashMap::new();
+    let mut at = Vec::new();
+    for ev in &events {
+        match ev.event() {
+            Event::DataWritten { item_id, data, .. } => {
+                model.insert(*item_id, (data.clone(), ev.seq()));
+            }
+            Event::DataRemoved { item_id, .. } => {
+                model.remove(item_id);
+            }
+            _ => {}
+        }
+        at.push(model.clone());
+    }
+    let same = |state: &mmlog::events::State,
+                model: &std::collections::HashMap<_, (String, u64)>| {
+        state.len() == model.len()
+            && state.items().count() == model.len()
+            && state
+                .items()
+                .all(|(id, item)| model.get(&id) == Some(&(item.data.to_owned(), item.seq)))
+    };
+    let now = now.expect("a strong read of well-formed events");
+    assert!(
+        same(&now, &model),
+        "the state differs from the events' model"
+    );
+    for (seq, expected) in at.iter().enumerate() {
+        let then = store.state_at_seq(seq as u64).expect("state_at_seq");
+        assert!(
+            same(&then, expected),
+            "state_at_seq({seq}) differs from the model"
+        );
+    }
+    summary.checked_against_model = true;
+    summary
+}
