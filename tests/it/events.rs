@@ -533,16 +533,10 @@ fn time_travel_equals_a_replay_from_scratch_at_random_points() {
         },
     )
     .unwrap();
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let mut live = Vec::new();
     for i in 0..3000 {
-        if !live.is_empty() && next() % 3 == 0 {
+        if !live.is_empty() && next().is_multiple_of(3) {
             let k = (next() % live.len() as u64) as usize;
             let id = live.swap_remove(k);
             store.remove((next() % 7) as u32, id).unwrap();
@@ -557,24 +551,19 @@ fn time_travel_equals_a_replay_from_scratch_at_random_points() {
     let last = store.latest_sequence().unwrap();
     for _ in 0..40 {
         let at = next() % (last + 1);
-        let mut model: HashMap<uuid::Uuid, String> = HashMap::new();
-        for ev in all.iter().take_while(|e| e.seq() <= at) {
-            match ev.event() {
-                Event::DataWritten { item_id, data, .. } => {
-                    model.insert(*item_id, data.clone());
-                }
-                Event::DataRemoved { item_id, .. } => {
-                    model.remove(item_id);
-                }
-                _ => {}
-            }
-        }
         let s = store.state_at_seq(at).unwrap();
         assert_eq!(s.version(), Some(at));
-        assert_eq!(s.len(), model.len(), "at {at}");
-        for (id, data) in &model {
-            assert_eq!(s.data(id), Some(data.as_str()), "at {at}");
-        }
+        assert_state_is(&s, &model_at(&all, at), &format!("at {at}"));
+    }
+}
+
+/// A xorshift64 stream: deterministic choices for a test.
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
     }
 }
 
@@ -622,18 +611,12 @@ fn one_pass_replays_folds_and_snapshots_equal_the_model() {
     };
     let store =
         EventStore::open_with(dir.path(), small().keep_checkpoints(10), no_auto.clone()).unwrap();
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     let ids: Vec<uuid::Uuid> = (0..12_000).map(|_| uuid::Uuid::new_v4()).collect();
     let total = 16_000u64;
     for i in 0..total {
         let id = ids[(next() % ids.len() as u64) as usize];
-        let event = if next() % 4 == 0 {
+        let event = if next().is_multiple_of(4) {
             Event::DataRemoved {
                 writer_id: 2,
                 item_id: id,
