@@ -59,6 +59,28 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// Decodes record `seq`, stamped `timestamp_ns`, as an event: for reading the events of
+    /// a log by other means than [`EventStore::events_from`](super::EventStore::events_from)
+    /// (a tool reading segment files without opening the log, say). A record that is not an
+    /// event is [`Error::BadEvent`] or [`Error::UnknownEvent`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmlog::Error> {
+    /// # let dir = tempfile::tempdir().map_err(|e| mmlog::Error::io("tempdir", ".", e))?;
+    /// use mmlog::events::{Event, EventStore, StoredEvent};
+    /// let store = EventStore::open(dir.path(), mmlog::Options::default())?;
+    /// store.write(7, "hello")?;
+    /// let mut reader = store.log().read_from(0)?;
+    /// let rec = reader.next().expect("one record")?;
+    /// let ev = StoredEvent::decode(rec.seq(), rec.timestamp_ns(), rec.payload())?;
+    /// assert!(matches!(ev.event(), Event::DataWritten { writer_id: 7, .. }));
+    /// assert!(StoredEvent::decode(0, 0, b"not an event").is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn decode(seq: u64, timestamp_ns: u64, payload: &[u8]) -> Result<StoredEvent> {
+        decode(seq, timestamp_ns, payload)
+    }
+
     /// The sequence number the log assigned.
     pub fn seq(&self) -> u64 {
         self.seq

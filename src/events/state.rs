@@ -275,14 +275,40 @@ impl State {
     /// The state in snapshot `cp`: read in place (version 2) or decoded (version 1).
     pub(crate) fn from_snapshot(cp: Checkpoint) -> Result<State> {
         let version = cp.seq();
+        State::from_snapshot_bytes(Bytes::Snapshot(cp), version)
+    }
+
+    /// The state that snapshot `blob` describes, covering the events `0..=version`: the
+    /// data of a checkpoint the event store wrote, read by other means (a tool reading the
+    /// checkpoint file without opening the log, say). A blob that is not a snapshot is
+    /// [`Error::BadEvent`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmlog::Error> {
+    /// # let dir = tempfile::tempdir().map_err(|e| mmlog::Error::io("tempdir", ".", e))?;
+    /// use mmlog::events::{EventStore, State};
+    /// let store = EventStore::open(dir.path(), mmlog::Options::default())?;
+    /// let (_, item) = store.write(1, "kept")?;
+    /// let version = store.snapshot()?.expect("one event");
+    /// let cp = store.log().latest_checkpoint()?.expect("the snapshot");
+    /// let state = State::from_snapshot_blob(cp.data().to_vec(), version)?;
+    /// assert_eq!(state.data(&item), Some("kept"));
+    /// # Ok(()) }
+    /// ```
+    pub fn from_snapshot_blob(blob: Vec<u8>, version: u64) -> Result<State> {
+        State::from_snapshot_bytes(Bytes::Heap(blob), version)
+    }
+
+    fn from_snapshot_bytes(bytes: Bytes, version: u64) -> Result<State> {
         let bad = |reason: String| Error::BadEvent {
             seq: version,
             reason: format!("snapshot: {reason}"),
         };
-        let table = match cp.data().get(4).copied() {
-            Some(V1) if cp.data().starts_with(table::MAGIC) => decode_v1(cp.data()).map_err(bad)?,
+        let blob = bytes.get();
+        let table = match blob.get(4).copied() {
+            Some(V1) if blob.starts_with(table::MAGIC) => decode_v1(blob).map_err(bad)?,
             _ => {
-                let t = Table::parse(Bytes::Snapshot(cp)).map_err(bad)?;
+                let t = Table::parse(bytes).map_err(bad)?;
                 if t.rows() != t.len() {
                     return Err(bad("a snapshot holds replaced or removed rows".into()));
                 }

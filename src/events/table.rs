@@ -59,7 +59,7 @@ pub(crate) enum Bytes {
 }
 
 impl Bytes {
-    fn get(&self) -> &[u8] {
+    pub(crate) fn get(&self) -> &[u8] {
         match self {
             Bytes::Heap(v) => v,
             Bytes::Snapshot(cp) => cp.data(),
