@@ -187,7 +187,7 @@ impl EventStore {
             wake: Condvar::new(),
             background_error: Mutex::new(None),
         });
-        inner.catch_up()?;
+        inner.catch_up(Need::Refresh)?;
         let bg = Arc::clone(&inner);
         let refresher = std::thread::Builder::new()
             .name("mmlog-events".into())
@@ -242,20 +242,21 @@ impl EventStore {
 
     /// The current state, as fresh as `consistency` asks.
     pub fn read(&self, consistency: Consistency) -> Result<StateView> {
-        let cached = self.inner.cache.load();
-        let fresh_enough = match consistency {
-            Consistency::Eventual => true,
-            Consistency::BoundedStaleness(max) => cached.refreshed.elapsed() <= max,
-            Consistency::Strong => false,
+        let need = match consistency {
+            Consistency::Eventual => None,
+            Consistency::BoundedStaleness(max) => Some(Need::YoungerThan(max)),
+            // Every event whose append returned before this point, even if an append
+            // started earlier by another writer is still in flight.
+            Consistency::Strong => Some(Need::Covers(self.inner.log.last_seq_settled()?)),
         };
-        if fresh_enough {
-            return Ok(StateView {
-                state: Arc::clone(&cached.state),
-                refreshed: cached.refreshed,
-            });
+        let cached = self.inner.cache.load();
+        match need {
+            Some(need) if !need.met_by(&cached) => {
+                drop(cached);
+                self.inner.catch_up(need)
+            }
+            _ => Ok(view(&cached)),
         }
-        drop(cached);
-        self.inner.catch_up()
     }
 
     /// The state as of sequence number `seq` (every event up to and including it), from the
@@ -390,10 +391,15 @@ impl std::fmt::Debug for EventStore {
 }
 
 impl Inner {
-    /// Applies every event committed since the cached version and publishes the result.
-    fn catch_up(&self) -> Result<StateView> {
+    /// Applies every event committed since the cached version and publishes the result,
+    /// unless a catch-up that ran while this one waited for its turn already met `need`:
+    /// concurrent readers share one catch-up instead of queueing for one each.
+    fn catch_up(&self, need: Need) -> Result<StateView> {
         let _one = lock(&self.catch_up);
         let cached = self.cache.load_full();
+        if need.met_by(&cached) {
+            return Ok(view(&cached));
+        }
         // Every event whose append returned before this point is included, even if an
         // append started earlier by another writer was still in flight.
         let target = self.log.last_seq_settled()?;
@@ -528,7 +534,7 @@ impl Inner {
     }
 
     fn snapshot_now(&self) -> Result<Option<u64>> {
-        let view = self.catch_up()?;
+        let view = self.catch_up(Need::Refresh)?;
         let Some(version) = view.version() else {
             return Ok(None);
         };
@@ -589,7 +595,7 @@ impl Inner {
             let outcome = if self.snapshot_due() {
                 self.snapshot_now().map(drop)
             } else {
-                self.catch_up()
+                self.catch_up(Need::Refresh)
                     .and_then(|view| self.fold_if_due(&view.state))
             };
             *lock(&self.background_error) = outcome.err().map(|e| e.to_string());
@@ -618,6 +624,29 @@ fn fresh_view(state: State) -> StateView {
     StateView {
         state: Arc::new(state),
         refreshed: Instant::now(),
+    }
+}
+
+/// What a catch-up must achieve for its caller.
+#[derive(Clone, Copy, Debug)]
+enum Need {
+    /// A state that includes every event up to this one (`None`: there is no event).
+    Covers(Option<u64>),
+    /// A state brought up to date less than this long ago.
+    YoungerThan(Duration),
+    /// A fresh catch-up, whatever the cache holds.
+    Refresh,
+}
+
+impl Need {
+    fn met_by(self, cached: &Cached) -> bool {
+        match self {
+            Need::Covers(target) => {
+                target.is_none_or(|t| cached.state.version().is_some_and(|v| v >= t))
+            }
+            Need::YoungerThan(max) => cached.refreshed.elapsed() <= max,
+            Need::Refresh => false,
+        }
     }
 }
 
