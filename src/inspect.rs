@@ -9,7 +9,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::error::{CorruptionKind, Error, Result};
-use crate::format::frame::FrameKind;
+use crate::format::frame::{self, FrameKind};
 use crate::format::lock_file;
 use crate::format::segment_header::{HeaderState, SEGMENT_HEADER_LEN, Seal, SegmentHeader};
 use crate::log::archive::{Archive, ArchivedSegment};
@@ -17,6 +17,9 @@ use crate::log::checkpoints::{self, CheckpointInfo};
 use crate::log::consumers;
 use crate::log::scan::{self, ScanStop};
 use crate::storage::fs::{self as sfs, SegmentName};
+
+mod plans;
+pub use plans::{CompactionPlan, PlannedSegment, RecoveryPlan, compaction_plan, recovery_plan};
 
 /// One segment file as found on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -475,4 +478,486 @@ fn dump_segment(
         return Err(Error::corrupt(&seg.path, out.end_offset, kind));
     }
     Ok(go_on)
+}
+
+/// Bytes a [`Follower`] reads per `pread` once a poll finds new frames (more when one frame
+/// is larger): polls of a log that grows by a few records read little more than they hold.
+const FOLLOW_CHUNK: usize = 64 << 10;
+
+/// How far past a frame that fails its check a [`Follower`] looks for a valid frame (which
+/// makes the bad frame damage rather than a write in progress).
+const FOLLOW_LOOKAHEAD: u64 = 1 << 20;
+
+/// Reads the records of a log as they are committed, like `tail -f`: the read-only way to
+/// follow a log that another process has open for writing.
+///
+/// A follower takes no lock and writes nothing. It remembers where it stopped (the segment
+/// file, the offset in it and the next sequence number), and each [`Follower::poll`] reads
+/// only the bytes after that point, with `pread`: an idle poll costs one 8-byte read. It
+/// delivers committed records only, in order, each once: a scan stops at the first frame
+/// whose commit word is not yet published. When a segment ends (an end marker, or frames up
+/// to its last byte) and the next segment file has its header, it moves on to that file.
+///
+/// A frame that fails its check at the end of the unsealed tail is taken for a write still in
+/// progress, or a torn write that recovery will cut off and write over: the follower waits
+/// there and retries on the next poll. It is damage, reported as [`Error::Corrupt`], when
+/// its segment is sealed, or when a valid frame follows it on two polls in a row.
+///
+/// ```
+/// use mmlog::inspect::Follower;
+/// # fn main() -> Result<(), mmlog::Error> {
+/// # let dir = tempfile::tempdir().map_err(|e| mmlog::Error::io("tempdir", ".", e))?;
+/// let log = mmlog::Log::open(dir.path(), mmlog::Options::default())?;
+/// log.append(b"one")?;
+/// let mut follower = Follower::new(dir.path(), 0)?;
+/// let mut seen = Vec::new();
+/// follower.poll(|rec| {
+///     seen.push(rec.seq);
+///     true
+/// })?;
+/// log.append(b"two")?;
+/// follower.poll(|rec| {
+///     seen.push(rec.seq);
+///     true
+/// })?;
+/// assert_eq!(seen, vec![0, 1]);
+/// assert_eq!(follower.next_seq(), 2);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Follower {
+    segments_dir: PathBuf,
+    /// Records before this one are read past but not delivered.
+    from_seq: u64,
+    /// Where the next poll reads (`None` until a segment with a valid header is found).
+    at: Option<FollowPosition>,
+}
+
+/// The segment a [`Follower`] reads and its place in it.
+#[derive(Debug)]
+struct FollowPosition {
+    id: u64,
+    path: PathBuf,
+    file: File,
+    capacity: u64,
+    /// Offset of the next frame.
+    offset: u64,
+    /// Its sequence number.
+    seq: u64,
+    /// A bad frame at this offset was followed by a valid one on the last poll.
+    suspect: Option<u64>,
+}
+
+/// What one pass over the current segment ended with.
+enum FollowStep {
+    /// No more committed frames for now.
+    Wait,
+    /// The callback asked to stop.
+    Stopped,
+    /// The segment holds no more frames: the log goes on in the next one.
+    SegmentEnd,
+}
+
+impl Follower {
+    /// A follower of the log in `dir` that delivers the records from sequence number
+    /// `from_seq` on (from the first record the log still holds, when compaction removed the
+    /// earlier ones; from the next one appended, when `from_seq` is past the end).
+    ///
+    /// Fails with [`Error::NotALog`] when `dir` has no segment directory. A log whose first
+    /// segment is not written yet is fine: polls find nothing until it is.
+    pub fn new(dir: impl AsRef<Path>, from_seq: u64) -> Result<Follower> {
+        let dir = dir.as_ref();
+        let segments_dir = dir.join(sfs::SEGMENTS_DIR);
+        if !segments_dir.is_dir() {
+            let reason = if dir.is_dir() {
+                "no segments/ directory"
+            } else {
+                "no such directory"
+            };
+            return Err(Error::NotALog {
+                path: dir.into(),
+                reason: reason.into(),
+            });
+        }
+        let mut follower = Follower {
+            segments_dir,
+            from_seq,
+            at: None,
+        };
+        follower.at = follower.find_start()?;
+        Ok(follower)
+    }
+
+    /// The sequence number of the next record [`Follower::poll`] will deliver.
+    pub fn next_seq(&self) -> u64 {
+        self.at
+            .as_ref()
+            .map_or(self.from_seq, |at| at.seq.max(self.from_seq))
+    }
+
+    /// The id of the segment file being read (`None` until one is found).
+    pub fn segment_id(&self) -> Option<u64> {
+        self.at.as_ref().map(|at| at.id)
+    }
+
+    /// Calls `each` for every record committed since the last poll (padding frames
+    /// included, flagged), in order, until it returns false; the next poll resumes after the
+    /// record that returned false. Returns how many records `each` was given.
+    ///
+    /// Read errors and damage (see the type's docs) are errors, after `each` was given the
+    /// records before them; the follower stays after the last record it delivered, so a later
+    /// poll retries from there.
+    pub fn poll(&mut self, mut each: impl FnMut(&DumpRecord<'_>) -> bool) -> Result<u64> {
+        let mut delivered = 0;
+        loop {
+            if self.at.is_none() {
+                self.at = self.find_start()?;
+            }
+            let Some(at) = self.at.as_mut() else {
+                return Ok(delivered);
+            };
+            match at.read_new(self.from_seq, &mut each, &mut delivered)? {
+                FollowStep::Wait | FollowStep::Stopped => return Ok(delivered),
+                FollowStep::SegmentEnd => match self.next_segment()? {
+                    Some(next) => self.at = Some(next),
+                    None => return Ok(delivered),
+                },
+            }
+        }
+    }
+
+    /// Segment ids in the directory, in order.
+    fn segment_ids(&self) -> Result<Vec<u64>> {
+        let dir = &self.segments_dir;
+        let rd = std::fs::read_dir(dir).map_err(|e| Error::io("read dir", dir, e))?;
+        let mut ids = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io("read dir", dir, e))?;
+            if let SegmentName::Segment(id) =
+                sfs::parse_segment_name(&entry.file_name().to_string_lossy())
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// The segment holding `from_seq`: the last one with a valid header starting at or before
+    /// it, else the first one with a valid header.
+    fn find_start(&self) -> Result<Option<FollowPosition>> {
+        let mut chosen = None;
+        for id in self.segment_ids()? {
+            let Some(pos) = open_followed(&self.segments_dir, id)? else {
+                continue;
+            };
+            let Ok(pos) = pos else { continue };
+            if pos.seq > self.from_seq && chosen.is_some() {
+                break;
+            }
+            chosen = Some(pos);
+        }
+        Ok(chosen)
+    }
+
+    /// The segment after the current one, once it has its header; an error when the log
+    /// cannot go on there.
+    fn next_segment(&self) -> Result<Option<FollowPosition>> {
+        let Some(at) = self.at.as_ref() else {
+            return Ok(None);
+        };
+        let id = at.id + 1;
+        let later = |after: u64| -> Result<bool> {
+            Ok(self.segment_ids()?.iter().any(|&other| other > after))
+        };
+        match open_followed(&self.segments_dir, id)? {
+            // Not there yet (a rollover under way), unless the log already goes on after it.
+            None if later(id)? => {
+                let kind = CorruptionKind::MissingSegment { segment_id: id };
+                Err(Error::corrupt(&at.path, at.offset, kind))
+            }
+            None => Ok(None),
+            // A header being written, unless a later segment shows it was never finished.
+            Some(Err((path, kind))) if later(id)? => Err(Error::corrupt(path, 0, kind)),
+            Some(Err(_)) => Ok(None),
+            Some(Ok(next)) if next.seq != at.seq => {
+                let kind = CorruptionKind::SeqDiscontinuity {
+                    expected: at.seq,
+                    found: next.seq,
+                };
+                Err(Error::corrupt(&next.path, 32, kind))
+            }
+            Some(Ok(next)) => Ok(Some(next)),
+        }
+    }
+}
+
+/// A failed segment header: the file and what is wrong with it.
+type BadHeader = (PathBuf, CorruptionKind);
+
+/// Segment `id` positioned at its first frame. `None` when the file is missing, blank (a
+/// spare not yet in use) or shorter than a header (not yet created in full); `Some(Err)`
+/// when its header fails its checks.
+fn open_followed(
+    segments_dir: &Path,
+    id: u64,
+) -> Result<Option<std::result::Result<FollowPosition, BadHeader>>> {
+    let path = sfs::segment_path(segments_dir, id);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("open", &path, e)),
+    };
+    let capacity = file
+        .metadata()
+        .map_err(|e| Error::io("stat", &path, e))?
+        .len();
+    if capacity < SEGMENT_HEADER_LEN as u64 {
+        return Ok(None);
+    }
+    let mut head = [0u8; SEGMENT_HEADER_LEN];
+    sfs::read_at(&file, &path, 0, &mut head)?;
+    let header = match SegmentHeader::decode(&head) {
+        Ok(HeaderState::Valid(h)) => h,
+        Ok(HeaderState::Blank) => return Ok(None),
+        Err(kind) => return Ok(Some(Err((path, kind)))),
+    };
+    if header.capacity != capacity {
+        let kind = CorruptionKind::Truncated {
+            what: "segment file",
+        };
+        return Err(Error::corrupt(&path, capacity, kind));
+    }
+    Ok(Some(Ok(FollowPosition {
+        id,
+        path,
+        file,
+        capacity,
+        offset: SEGMENT_HEADER_LEN as u64,
+        seq: header.base_seq,
+        suspect: None,
+    })))
+}
+
+impl FollowPosition {
+    /// Delivers the committed frames after `offset` (those from `from_seq` on) and moves past
+    /// them.
+    fn read_new(
+        &mut self,
+        from_seq: u64,
+        each: &mut impl FnMut(&DumpRecord<'_>) -> bool,
+        delivered: &mut u64,
+    ) -> Result<FollowStep> {
+        // The common case of an idle poll: the next commit word is still zero.
+        if self.offset + frame::COMMIT_WORD_LEN as u64 <= self.capacity {
+            let mut word = [0u8; frame::COMMIT_WORD_LEN];
+            sfs::read_at(&self.file, &self.path, self.offset, &mut word)?;
+            if word == [0; frame::COMMIT_WORD_LEN] {
+                return Ok(FollowStep::Wait);
+            }
+        }
+        let mut src =
+            scan::FileSource::with_chunk(&self.file, &self.path, self.capacity, FOLLOW_CHUNK);
+        let mut go_on = true;
+        let mut consumed = (self.offset, self.seq);
+        let (id, capacity) = (self.id, self.capacity);
+        let out = scan::scan_frames_from(&mut src, self.offset, self.seq, |offset, f| {
+            if !go_on {
+                return;
+            }
+            if f.seq >= from_seq {
+                go_on = each(&DumpRecord {
+                    segment_id: id,
+                    offset,
+                    seq: f.seq,
+                    timestamp_ns: f.timestamp_ns,
+                    padding: f.kind == FrameKind::Padding,
+                    payload: f.payload,
+                });
+                *delivered += 1;
+            }
+            consumed = (offset + f.frame_len, f.seq + 1);
+        });
+        // What was delivered is behind us, whatever happens next: a retry must not repeat it.
+        (self.offset, self.seq) = consumed;
+        // A read error ends a scan like the end of the frames would: it must not pass for one.
+        src.finish()?;
+        if !go_on {
+            return Ok(FollowStep::Stopped);
+        }
+        let ScanStop::Bad(kind) = out.stop else {
+            self.suspect = None;
+            return Ok(match out.stop {
+                ScanStop::EndMarker | ScanStop::Full => FollowStep::SegmentEnd,
+                _ => FollowStep::Wait,
+            });
+        };
+        let window = capacity.min(out.end_offset.saturating_add(FOLLOW_LOOKAHEAD));
+        let mut ahead = scan::FileSource::with_chunk(&self.file, &self.path, window, FOLLOW_CHUNK);
+        let bad_frame_followed =
+            scan::count_frames_after(&mut ahead, out.end_offset + 8, FOLLOW_LOOKAHEAD) > 0;
+        ahead.finish()?;
+        let mut head = [0u8; SEGMENT_HEADER_LEN];
+        sfs::read_at(&self.file, &self.path, 0, &mut head)?;
+        let sealed = Seal::decode(&head).is_some_and(|s| s.fits(self.capacity));
+        let seen_before = self.suspect == Some(out.end_offset);
+        self.suspect = bad_frame_followed.then_some(out.end_offset);
+        if sealed || (bad_frame_followed && seen_before) {
+            return Err(Error::corrupt(&self.path, out.end_offset, kind));
+        }
+        Ok(FollowStep::Wait)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::frame::encode_record;
+    use crate::{Durability, Log, Options};
+    use std::os::unix::fs::FileExt;
+
+    fn collect(f: &mut Follower) -> Vec<(u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        let n = f
+            .poll(|r| {
+                out.push((r.seq, r.payload.to_vec()));
+                true
+            })
+            .unwrap();
+        assert_eq!(n as usize, out.len());
+        out
+    }
+
+    fn payload(i: u64) -> Vec<u8> {
+        format!("record {i:05} of the follower test").into_bytes()
+    }
+
+    #[test]
+    fn follows_appends_across_rollovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options::default()
+            .segment_size(4096)
+            .durability(Durability::Buffered);
+        let log = Log::open(dir.path(), opts).unwrap();
+        let mut f = Follower::new(dir.path(), 0).unwrap();
+        assert!(collect(&mut f).is_empty());
+        let mut seen = Vec::new();
+        let mut next = 0;
+        for round in 0..20u64 {
+            for _ in 0..round * 3 {
+                log.append(&payload(next)).unwrap();
+                next += 1;
+            }
+            seen.extend(collect(&mut f));
+            assert_eq!(seen.len() as u64, next, "round {round}");
+        }
+        let expected: Vec<_> = (0..next).map(|i| (i, payload(i))).collect();
+        assert_eq!(seen, expected);
+        assert!(f.segment_id().unwrap() > 5, "{:?}", f.segment_id());
+        assert_eq!(f.next_seq(), next);
+        // A follower started later, from the middle, and one past the end.
+        let mut mid = Follower::new(dir.path(), next / 2).unwrap();
+        let got = collect(&mut mid);
+        assert_eq!(got, expected[(next / 2) as usize..].to_vec());
+        let mut ahead = Follower::new(dir.path(), next + 2).unwrap();
+        assert!(collect(&mut ahead).is_empty());
+        for _ in 0..4 {
+            log.append(&payload(next)).unwrap();
+            next += 1;
+        }
+        let got: Vec<u64> = collect(&mut ahead).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(got, vec![next - 2, next - 1]);
+        log.close().unwrap();
+    }
+
+    #[test]
+    fn a_poll_stopped_by_the_callback_resumes_after_the_last_record_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), Options::default().segment_size(4096)).unwrap();
+        for i in 0..100 {
+            log.append(&payload(i)).unwrap();
+        }
+        let mut f = Follower::new(dir.path(), 0).unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let mut taken = 0;
+            let n = f
+                .poll(|r| {
+                    seen.push(r.seq);
+                    taken += 1;
+                    taken < 7
+                })
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+        }
+        assert_eq!(seen, (0..100).collect::<Vec<_>>());
+        log.close().unwrap();
+    }
+
+    #[test]
+    fn a_bad_frame_at_the_tail_waits_until_it_is_rewritten_or_proven_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), Options::default()).unwrap();
+        for i in 0..5 {
+            log.append(&payload(i)).unwrap();
+        }
+        log.close().unwrap();
+        let path = sfs::segment_path(&dir.path().join(sfs::SEGMENTS_DIR), 0);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let len = file.metadata().unwrap().len();
+        let end = scan::scan_frames(&mut scan::FileSource::new(&file, &path, len), 0, |_, _| {})
+            .end_offset;
+        let frame_at = |seq: u64| {
+            let mut buf = vec![0u8; 256];
+            let n = encode_record(&mut buf, seq, 1, &payload(seq)).unwrap();
+            buf.truncate(n as usize);
+            buf
+        };
+        let good = frame_at(5);
+        let mut bad = good.clone();
+        bad[30] ^= 1;
+        file.write_all_at(&bad, end).unwrap();
+
+        let mut f = Follower::new(dir.path(), 0).unwrap();
+        assert_eq!(collect(&mut f).len(), 5);
+        assert!(
+            collect(&mut f).is_empty(),
+            "a bad last frame is not an error"
+        );
+        file.write_all_at(&good, end).unwrap();
+        assert_eq!(collect(&mut f), vec![(5, payload(5))]);
+
+        // A bad frame with a valid one after it is damage, once seen twice.
+        let end = end + good.len() as u64;
+        let mut bad = frame_at(6);
+        let next = frame_at(7);
+        bad[30] ^= 1;
+        file.write_all_at(&bad, end).unwrap();
+        file.write_all_at(&next, end + bad.len() as u64).unwrap();
+        assert!(collect(&mut f).is_empty());
+        let err = f.poll(|_| true).unwrap_err();
+        assert!(
+            matches!(err, Error::Corrupt { offset, .. } if offset == end),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_directory_that_is_not_a_log_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Follower::new(dir.path(), 0),
+            Err(Error::NotALog { .. })
+        ));
+        assert!(matches!(
+            Follower::new(dir.path().join("missing"), 0),
+            Err(Error::NotALog { .. })
+        ));
+    }
 }

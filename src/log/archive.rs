@@ -18,6 +18,7 @@ use crate::format::archive_file::{self, ARCHIVE_HEADER_LEN, BLOCK_AT};
 use crate::format::crc::checksum;
 use crate::format::frame::COMMIT_WORD_LEN;
 use crate::format::segment_header::{HeaderState, SEGMENT_HEADER_LEN, Seal, SegmentHeader};
+use crate::options::ArchiveMode;
 use crate::storage::fs as sfs;
 use crate::storage::mmap::Mapping;
 
@@ -192,23 +193,7 @@ impl Archive {
     /// copies of segments that are still live (the live copy is the one that counts).
     /// Returns the files removed.
     pub(crate) fn clean_up(&self, first_live_id: u64) -> Result<Vec<PathBuf>> {
-        let mut removed = Vec::new();
-        let rd = match std::fs::read_dir(&self.dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
-            Err(e) => return Err(Error::io("read dir", &self.dir, e)),
-        };
-        for entry in rd {
-            let entry = entry.map_err(|e| Error::io("read dir", &self.dir, e))?;
-            if entry.file_name().to_string_lossy().ends_with(TMP_SUFFIX) {
-                removed.push(entry.path());
-            }
-        }
-        for (id, path, _) in self.files()? {
-            if id >= first_live_id {
-                removed.push(path);
-            }
-        }
+        let removed = self.leftovers(first_live_id)?;
         for path in &removed {
             std::fs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
             let _ = std::fs::remove_file(sfs::index_path(&self.dir, id_of(path)));
@@ -218,6 +203,39 @@ impl Archive {
         }
         *lock(&self.catalog) = None;
         Ok(removed)
+    }
+
+    /// What [`Archive::clean_up`] would remove, found read-only.
+    pub(crate) fn leftovers(&self, first_live_id: u64) -> Result<Vec<PathBuf>> {
+        let mut found = Vec::new();
+        let rd = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+            Err(e) => return Err(Error::io("read dir", &self.dir, e)),
+        };
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io("read dir", &self.dir, e))?;
+            if entry.file_name().to_string_lossy().ends_with(TMP_SUFFIX) {
+                found.push(entry.path());
+            }
+        }
+        for (id, path, _) in self.files()? {
+            if id >= first_live_id {
+                found.push(path);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The file that archiving segment `id` with `mode` makes (`None` for
+    /// [`ArchiveMode::Delete`], which keeps nothing).
+    pub(crate) fn file_for(&self, id: u64, mode: ArchiveMode) -> Option<PathBuf> {
+        let suffix = match mode {
+            ArchiveMode::Delete => return None,
+            ArchiveMode::Move => PLAIN_SUFFIX,
+            ArchiveMode::Compress => LZ4_SUFFIX,
+        };
+        Some(self.dir.join(format!("{id:020}{suffix}")))
     }
 
     fn ensure_dir(&self) -> Result<()> {

@@ -254,12 +254,9 @@ impl CheckpointStore {
     /// Removes checkpoints that cover records at or after `next_seq`: the log they describe
     /// was cut shorter than they are (recovery). Returns the files removed.
     pub(crate) fn remove_beyond(&self, next_seq: u64) -> Result<Vec<PathBuf>> {
-        let mut removed = Vec::new();
-        for (seq, path) in self.files(SUFFIX)? {
-            if seq >= next_seq {
-                std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
-                removed.push(path);
-            }
+        let removed = beyond(&self.dir, next_seq)?;
+        for path in &removed {
+            std::fs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
         }
         if !removed.is_empty() {
             sfs::sync_dir(&self.dir)?;
@@ -276,6 +273,49 @@ impl CheckpointStore {
             .map(|m| m.len())
             .sum()
     }
+}
+
+/// The checkpoint files in checkpoint directory `dir` that cover records at or after
+/// `next_seq` (what [`CheckpointStore::remove_beyond`] removes).
+fn beyond(dir: &Path, next_seq: u64) -> Result<Vec<PathBuf>> {
+    Ok(files(dir, SUFFIX)?
+        .into_iter()
+        .filter(|(seq, _)| *seq >= next_seq)
+        .map(|(_, path)| path)
+        .collect())
+}
+
+/// The checkpoint files of the log in `log_dir` that recovery would remove because they cover
+/// records at or after `next_seq`, found read-only.
+pub(crate) fn beyond_in(log_dir: &Path, next_seq: u64) -> Result<Vec<PathBuf>> {
+    let dir = log_dir.join(CHECKPOINTS_DIR);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    beyond(&dir, next_seq)
+}
+
+/// Unfinished checkpoint writes in `log_dir`, which [`CheckpointStore::open`] removes.
+pub(crate) fn temporary_files(log_dir: &Path) -> Vec<PathBuf> {
+    files(&log_dir.join(CHECKPOINTS_DIR), TMP_SUFFIX)
+        .map(|f| f.into_iter().map(|(_, p)| p).collect())
+        .unwrap_or_default()
+}
+
+/// The last record covered by the newest valid checkpoint in `log_dir` among those covering
+/// records before `below`, read-only: what [`CheckpointStore::floor`] finds once recovery has
+/// removed the checkpoints beyond the end of the log.
+pub(crate) fn floor_in(log_dir: &Path, below: u64) -> Result<Option<u64>> {
+    let dir = log_dir.join(CHECKPOINTS_DIR);
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    for (seq, path) in files(&dir, SUFFIX)?.into_iter().rev() {
+        if seq < below && fetch(seq, &path).is_ok() {
+            return Ok(Some(seq));
+        }
+    }
+    Ok(None)
 }
 
 /// Files in `dir` named `<seq:020><suffix>`, by ascending `seq`.

@@ -20,7 +20,7 @@ use super::segment::Segment;
 use super::shared::{Shared, lock};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::segment_header::{SEGMENT_HEADER_LEN, Seal};
-use crate::options::ArchiveMode;
+use crate::options::{ArchiveMode, Retention};
 use crate::storage::fs as sfs;
 
 /// What one compaction did, and what stopped it from doing more.
@@ -55,6 +55,127 @@ pub enum HeldBy {
     Retention,
 }
 
+/// A live segment, as the retention decision sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    /// Sequence number of its first record.
+    pub(crate) base_seq: u64,
+    /// Bytes of its file (its capacity).
+    pub(crate) bytes: u64,
+    /// For a sealed segment: its record count and its largest timestamp. `None` for a
+    /// segment not sealed yet.
+    pub(crate) sealed: Option<SealedFacts>,
+}
+
+/// What a seal says that the retention decision needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SealedFacts {
+    /// Sequence numbers used by the segment.
+    pub(crate) record_count: u64,
+    /// Its largest timestamp (ns since the Unix epoch).
+    pub(crate) max_ts: u64,
+}
+
+impl Candidate {
+    /// The facts of live segment `seg`.
+    pub(crate) fn of(seg: &Segment) -> Candidate {
+        let sealed = seg
+            .completion()
+            .filter(|_| seg.is_sealed())
+            .map(|c| SealedFacts {
+                record_count: c.record_count,
+                max_ts: seg.sealed_max_ts().unwrap_or(u64::MAX),
+            });
+        Candidate {
+            base_seq: seg.base_seq,
+            bytes: seg.capacity,
+            sealed,
+        }
+    }
+}
+
+/// Everything besides the segments that the retention decision depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Floors<'a> {
+    /// The last record covered by the latest valid checkpoint, if any. Only consulted when
+    /// the retention requires a checkpoint.
+    pub(crate) checkpoint: Option<u64>,
+    /// The consumer with the smallest position (the first by name among equals), and that
+    /// position.
+    pub(crate) consumer: Option<(&'a str, u64)>,
+    /// The sequence number after the last committed record.
+    pub(crate) next_seq: u64,
+    /// The current time, ns since the Unix epoch (for [`Retention::keep_age`]).
+    pub(crate) now_ns: u64,
+}
+
+/// Which segments compaction takes out of the live log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Decision {
+    /// How many of the oldest segments go.
+    pub(crate) remove: usize,
+    /// The first sequence number of the live log afterwards.
+    pub(crate) first_seq: u64,
+    /// Why the oldest remaining segment stays.
+    pub(crate) held_by: Option<HeldBy>,
+}
+
+/// Decides which of the live segments `segments` (oldest first, the one being written last)
+/// compaction removes under `policy`: a pure function of its inputs, shared by
+/// [`compact`] and the read-only plan of [`crate::inspect::compaction_plan`].
+///
+/// Segments go oldest first while each is sealed, not the last one, wholly covered by the
+/// checkpoint (when required), consumed by every consumer, and let go by every keep rule.
+pub(crate) fn decide(segments: &[Candidate], policy: &Retention, floors: &Floors<'_>) -> Decision {
+    let checkpoint_floor = if policy.require_checkpoint {
+        floors.checkpoint.map_or(0, |seq| seq.saturating_add(1))
+    } else {
+        u64::MAX
+    };
+    let records_floor = policy
+        .keep_records
+        .map_or(u64::MAX, |n| floors.next_seq.saturating_sub(n));
+    let age_cut = policy.keep_age.map(|d| {
+        floors
+            .now_ns
+            .saturating_sub(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    });
+    let mut newer_bytes: u64 = segments.iter().map(|s| s.bytes).sum();
+    let mut decision = Decision {
+        remove: 0,
+        first_seq: 0,
+        held_by: None,
+    };
+    for (i, seg) in segments.iter().enumerate() {
+        newer_bytes -= seg.bytes;
+        // The segment being written (the last one) and any not yet sealed stay.
+        let sealed = seg.sealed.filter(|_| i + 1 < segments.len());
+        let held = match sealed {
+            None => HeldBy::Unsealed,
+            Some(c) => {
+                let end = seg.base_seq + c.record_count;
+                if end > checkpoint_floor {
+                    HeldBy::Checkpoint
+                } else if let Some((name, _)) = floors.consumer.filter(|(_, p)| end > *p) {
+                    HeldBy::Consumer(name.to_owned())
+                } else if end > records_floor
+                    || policy.keep_bytes.is_some_and(|b| newer_bytes < b)
+                    || age_cut.is_some_and(|cut| c.max_ts >= cut)
+                {
+                    HeldBy::Retention
+                } else {
+                    decision.remove += 1;
+                    continue;
+                }
+            }
+        };
+        decision.held_by = Some(held);
+        break;
+    }
+    decision.first_seq = segments.get(decision.remove).map_or(0, |s| s.base_seq);
+    decision
+}
+
 /// Applies the retention policy now. Serialized with other compactions; never blocks
 /// appends or readers.
 pub(crate) fn compact(shared: &Shared) -> Result<CompactionReport> {
@@ -67,53 +188,29 @@ pub(crate) fn compact(shared: &Shared) -> Result<CompactionReport> {
     }
     let segs = shared.segments();
     let policy = &shared.options.retention;
-    let checkpoint_floor = if policy.require_checkpoint {
-        shared.checkpoints.floor()?.map_or(0, |seq| seq + 1)
+    let checkpoint = if policy.require_checkpoint {
+        shared.checkpoints.floor()?
     } else {
-        u64::MAX
+        None
     };
-    let committed = shared.advance_committed()?.next_seq;
-    let records_floor = policy
-        .keep_records
-        .map_or(u64::MAX, |n| committed.saturating_sub(n));
-    let age_cut = policy
-        .keep_age
-        .map(|d| sfs::now_ns().saturating_sub(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)));
-    let mut newer_bytes: u64 = segs.iter().map(|s| s.capacity).sum();
+    let next_seq = shared.advance_committed()?.next_seq;
+    let now_ns = sfs::now_ns();
+    let candidates: Vec<Candidate> = segs.iter().map(|s| Candidate::of(s)).collect();
 
     let mut consumers = shared.consumers.lock();
-    let consumer_floor = consumers.floor().map(|(n, p)| (n.to_owned(), p));
-    let mut report = CompactionReport::default();
-    let mut doomed = 0;
-    for (i, seg) in segs.iter().enumerate() {
-        newer_bytes -= seg.capacity;
-        // The segment being written (the last one) and any not yet sealed stay.
-        let sealed = seg
-            .completion()
-            .filter(|_| seg.is_sealed() && i + 1 < segs.len());
-        let held = match sealed {
-            None => HeldBy::Unsealed,
-            Some(c) => {
-                let end = seg.base_seq + c.record_count;
-                if end > checkpoint_floor {
-                    HeldBy::Checkpoint
-                } else if let Some((name, _)) = consumer_floor.as_ref().filter(|(_, p)| end > *p) {
-                    HeldBy::Consumer(name.clone())
-                } else if end > records_floor
-                    || policy.keep_bytes.is_some_and(|b| newer_bytes < b)
-                    || age_cut.is_some_and(|cut| seg.sealed_max_ts().unwrap_or(u64::MAX) >= cut)
-                {
-                    HeldBy::Retention
-                } else {
-                    doomed += 1;
-                    continue;
-                }
-            }
-        };
-        report.held_by = Some(held);
-        break;
-    }
-    report.first_seq = segs.get(doomed).map_or(0, |s| s.base_seq);
+    let floors = Floors {
+        checkpoint,
+        consumer: consumers.floor(),
+        next_seq,
+        now_ns,
+    };
+    let decision = decide(&candidates, policy, &floors);
+    let mut report = CompactionReport {
+        first_seq: decision.first_seq,
+        held_by: decision.held_by,
+        ..CompactionReport::default()
+    };
+    let doomed = decision.remove;
     if doomed == 0 {
         return Ok(report);
     }

@@ -153,6 +153,20 @@ impl State {
     }
 }
 
+/// Interrupted position updates in `log_dir`, which [`Consumers::open`] removes.
+pub(crate) fn temporary_files(log_dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(log_dir.join(CONSUMERS_DIR)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = rd
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(TMP_SUFFIX))
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
+}
+
 /// Every consumer position file in log directory `log_dir`, by name, each decoded; reads
 /// only (for inspection tools).
 pub(crate) fn list_dir(log_dir: &Path) -> Vec<(String, Result<u64>)> {

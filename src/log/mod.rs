@@ -9,7 +9,7 @@
 
 pub(crate) mod archive;
 pub(crate) mod checkpoints;
-mod compaction;
+pub(crate) mod compaction;
 pub(crate) mod consumers;
 mod flusher;
 #[cfg(all(test, loom))]
@@ -584,6 +584,9 @@ impl std::fmt::Debug for Log {
 /// checkpoint, compaction or archival left behind (reported in `rec.report.removed_files`).
 fn open_stores(dir: &Path, options: &Options, rec: &mut recovery::Recovered) -> Result<Stores> {
     let next_seq = rec.report.next_seq;
+    // Listed first: opening the stores removes them.
+    let mut temporary = checkpoints::temporary_files(dir);
+    temporary.extend(consumers::temporary_files(dir));
     let checkpoints = CheckpointStore::open(dir, options.keep_checkpoints)?;
     // A checkpoint is written only once the records it covers are durable, so one that
     // covers records the log no longer has describes a log that is gone.
@@ -606,10 +609,87 @@ fn open_stores(dir: &Path, options: &Options, rec: &mut recovery::Recovered) -> 
     }
     let first_seq = rec.segments.first().map_or(0, |s| s.base_seq);
     let consumers = Consumers::open(dir, first_seq)?;
+    rec.report.removed_temporary.extend(temporary);
     Ok(Stores {
         checkpoints,
         consumers,
         archive,
+    })
+}
+
+/// What [`Log::open`] would find and do in a log directory, found without doing any of it.
+pub(crate) struct OpenAssessment {
+    /// The live segments `open` would start with, oldest first: id, file and what compaction
+    /// needs to know. When `open` would start a new segment, it is the last one (its file
+    /// does not exist yet; it is given the capacity of the segment before it).
+    pub(crate) segments: Vec<(u64, PathBuf, compaction::Candidate)>,
+    /// The recovery report `open` would return.
+    pub(crate) report: RecoveryReport,
+}
+
+/// What [`Log::open`] would do to the log in `dir`, as its [`RecoveryReport`], and the live
+/// segments it would leave: read-only, without the lock, writing nothing. Fails where `open`
+/// would, and for a directory that is not a log yet (where `open` would create one).
+pub(crate) fn assess_open(dir: &Path) -> Result<OpenAssessment> {
+    let segments_dir = dir.join(sfs::SEGMENTS_DIR);
+    if !segments_dir.is_dir() {
+        let reason = if dir.is_dir() {
+            "no segments/ directory"
+        } else {
+            "no such directory"
+        };
+        return Err(Error::NotALog {
+            path: dir.into(),
+            reason: reason.into(),
+        });
+    }
+    let mut rec = recovery::assess(&segments_dir)?;
+    // As `open_stores`, in the same order, reading only.
+    let next_seq = rec.report.next_seq;
+    let mut temporary = checkpoints::temporary_files(dir);
+    temporary.extend(consumers::temporary_files(dir));
+    let beyond = checkpoints::beyond_in(dir, next_seq)?;
+    rec.report.removed_files.extend(beyond);
+    let archive = Archive::new(dir);
+    match rec.segments.first() {
+        Some(first) => {
+            let leftovers = archive.leftovers(first.id)?;
+            rec.report.removed_files.extend(leftovers);
+        }
+        None => {
+            if let Some(last) = archive.list()?.0.last() {
+                let kind = CorruptionKind::MissingSegment {
+                    segment_id: last.id + 1,
+                };
+                return Err(Error::corrupt(dir.join(sfs::SEGMENTS_DIR), 0, kind));
+            }
+        }
+    }
+    for (_, position) in consumers::list_dir(dir) {
+        position?;
+    }
+    rec.report.removed_temporary.extend(temporary);
+    let mut segments: Vec<_> = rec
+        .segments
+        .iter()
+        .map(|s| (s.id, s.path.clone(), compaction::Candidate::of(s)))
+        .collect();
+    if rec.tail_complete || rec.segments.is_empty() {
+        let (id, bytes) = rec
+            .segments
+            .last()
+            .map_or((0, crate::SEGMENT_SIZE_DEFAULT), |s| (s.id + 1, s.capacity));
+        let candidate = compaction::Candidate {
+            base_seq: next_seq,
+            bytes,
+            sealed: None,
+        };
+        segments.push((id, sfs::segment_path(&segments_dir, id), candidate));
+        rec.report.segments += 1;
+    }
+    Ok(OpenAssessment {
+        segments,
+        report: rec.report,
     })
 }
 

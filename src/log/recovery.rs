@@ -63,6 +63,10 @@ pub struct RecoveryReport {
     /// Unsealed segments found shorter than their header says, re-extended to full length
     /// (the cut-off part is then treated as a torn tail).
     pub extended_files: Vec<PathBuf>,
+    /// Temporary files of interrupted writes, removed: unfinished checkpoints, consumer
+    /// positions and segment indexes. Routine, like spares: what they were replacing is
+    /// intact, and nothing in them was acknowledged.
+    pub removed_temporary: Vec<PathBuf>,
     /// The log was created by this open.
     pub created: bool,
 }
@@ -90,12 +94,26 @@ impl RecoveryReport {
     }
 }
 
+/// Whether recovery repairs what it finds, or only reports what it would do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Opening the log, with the directory lock held: everything the report names is done.
+    Repair,
+    /// A dry run (see [`assess`]): files are opened read-only and nothing is written,
+    /// removed, synced or mapped; the report names what [`Mode::Repair`] would do.
+    Assess,
+}
+
 /// A segment file found at open.
 struct Found {
     id: u64,
     path: PathBuf,
     file: File,
+    /// The length recovery works with: the header's capacity once a short tail is extended.
     len: u64,
+    /// The length of the file on disk (less than `len` for a short tail that an assessment
+    /// only pretends to extend: the rest reads as zeros, as it would after `fallocate`).
+    disk_len: u64,
     header: std::result::Result<HeaderState, CorruptionKind>,
     seal: Option<Seal>,
 }
@@ -145,10 +163,23 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<bool> {
 
 /// Recovers the segments in `segments_dir`. The caller holds the directory lock.
 pub(crate) fn recover(segments_dir: &Path, index_interval: u64) -> Result<Recovered> {
+    run(segments_dir, index_interval, Mode::Repair)
+}
+
+/// What [`recover`] would do to `segments_dir`, and the segments it would leave, without
+/// doing any of it: reads only (`pread`), takes no lock, writes nothing. It fails where
+/// recovery would, with the same error. On a log another process has open, it describes
+/// what recovery would do if that process stopped now.
+pub(crate) fn assess(segments_dir: &Path) -> Result<Recovered> {
+    // The index density only shapes the in-memory index, which an assessment throws away.
+    run(segments_dir, 1 << 16, Mode::Assess)
+}
+
+fn run(segments_dir: &Path, index_interval: u64, mode: Mode) -> Result<Recovered> {
     let mut report = RecoveryReport::default();
-    let (mut found, indexes) = list_segments(segments_dir, &mut report)?;
-    drop_trailing_non_segments(&mut found, &mut report)?;
-    extend_short_tail(&mut found, &mut report)?;
+    let (mut found, indexes) = list_segments(segments_dir, &mut report, mode)?;
+    drop_trailing_non_segments(&mut found, &mut report, mode)?;
+    extend_short_tail(&mut found, &mut report, mode)?;
     check_identities(&found)?;
 
     let first_unsealed = found
@@ -182,21 +213,23 @@ pub(crate) fn recover(segments_dir: &Path, index_interval: u64) -> Result<Recove
             segments.push(Arc::new(Segment::from_seal(header, seal, f.path, None)));
             continue;
         }
-        let scanned = scan_segment(&f, header, index_interval, next_base, &mut report)?;
+        let scanned = scan_segment(&f, header, index_interval, next_base, &mut report, mode)?;
         max_ts = max_ts.max(scanned.max_ts);
         let ends_log = scanned.ends_log;
         segments.push(Arc::new(scanned.segment));
         if ends_log {
             for (_, dropped) in found.by_ref() {
-                drop_segment_file(&dropped, &mut report)?;
+                drop_segment_file(&dropped, &mut report, mode)?;
             }
         }
     }
-    remove_stale_indexes(&segments, indexes);
+    if mode == Mode::Repair {
+        remove_stale_indexes(&segments, indexes);
+        // Removals, and the names of kept segments that the previous owner may never have
+        // synced, become durable before anything new is acknowledged.
+        sfs::sync_dir(segments_dir)?;
+    }
     let tail_complete = segments.last().is_some_and(|s| s.completion().is_some());
-    // Removals, and the names of kept segments that the previous owner may never have
-    // synced, become durable before anything new is acknowledged.
-    sfs::sync_dir(segments_dir)?;
     report.segments = segments.len();
     report.next_seq = segments
         .last()
@@ -216,6 +249,7 @@ type IndexFiles = Vec<(u64, PathBuf)>;
 fn list_segments(
     segments_dir: &Path,
     report: &mut RecoveryReport,
+    mode: Mode,
 ) -> Result<(Vec<Found>, IndexFiles)> {
     let rd = std::fs::read_dir(segments_dir).map_err(|e| Error::io("read dir", segments_dir, e))?;
     let mut found = Vec::new();
@@ -226,13 +260,18 @@ fn list_segments(
         let name = entry.file_name();
         match sfs::parse_segment_name(&name.to_string_lossy()) {
             SegmentName::Temporary => {
-                std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+                if mode == Mode::Repair {
+                    std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+                }
                 report.removed_files.push(path);
             }
             SegmentName::IndexTemporary => {
-                let _ = std::fs::remove_file(&path);
+                if mode == Mode::Repair {
+                    let _ = std::fs::remove_file(&path);
+                }
+                report.removed_temporary.push(path);
             }
-            SegmentName::Segment(id) => found.push(read_found(id, path)?),
+            SegmentName::Segment(id) => found.push(read_found(id, path, mode)?),
             SegmentName::Index(id) => indexes.push((id, path)),
             SegmentName::Other => {}
         }
@@ -253,10 +292,10 @@ fn remove_stale_indexes(segments: &[Arc<Segment>], indexes: IndexFiles) {
     }
 }
 
-fn read_found(id: u64, path: PathBuf) -> Result<Found> {
+fn read_found(id: u64, path: PathBuf, mode: Mode) -> Result<Found> {
     let file = OpenOptions::new()
         .read(true)
-        .write(true)
+        .write(mode == Mode::Repair)
         .open(&path)
         .map_err(|e| Error::io("open segment", &path, e))?;
     let len = file
@@ -290,13 +329,18 @@ fn read_found(id: u64, path: PathBuf) -> Result<Found> {
         path,
         file,
         len,
+        disk_len: len,
         header,
         seal,
     })
 }
 
 /// Removes blank spares and torn, never-flushed headers after the last valid segment.
-fn drop_trailing_non_segments(found: &mut Vec<Found>, report: &mut RecoveryReport) -> Result<()> {
+fn drop_trailing_non_segments(
+    found: &mut Vec<Found>,
+    report: &mut RecoveryReport,
+    mode: Mode,
+) -> Result<()> {
     while let Some(last) = found.last() {
         // Only a blank spare or a torn header of our own (right magic, failed check) is
         // removed; a file that is not ours (wrong magic, wrong size) is left for
@@ -310,7 +354,9 @@ fn drop_trailing_non_segments(found: &mut Vec<Found>, report: &mut RecoveryRepor
             break;
         }
         if let Some(f) = found.pop() {
-            std::fs::remove_file(&f.path).map_err(|e| Error::io("remove", &f.path, e))?;
+            if mode == Mode::Repair {
+                std::fs::remove_file(&f.path).map_err(|e| Error::io("remove", &f.path, e))?;
+            }
             if matches!(f.header, Ok(HeaderState::Blank)) {
                 report.removed_spares.push(f.path);
             } else {
@@ -324,7 +370,7 @@ fn drop_trailing_non_segments(found: &mut Vec<Found>, report: &mut RecoveryRepor
 /// An unsealed last segment shorter than its capacity (cut by a copy or a tool) is made
 /// whole again with `fallocate`, so it can be mapped without SIGBUS; the cut-off frames then
 /// read as a torn tail. A short sealed segment stays an error (`check_identities`).
-fn extend_short_tail(found: &mut [Found], report: &mut RecoveryReport) -> Result<()> {
+fn extend_short_tail(found: &mut [Found], report: &mut RecoveryReport, mode: Mode) -> Result<()> {
     let Some(last) = found.last_mut() else {
         return Ok(());
     };
@@ -334,16 +380,19 @@ fn extend_short_tail(found: &mut [Found], report: &mut RecoveryReport) -> Result
     if last.seal.is_some() || last.len >= h.capacity || h.capacity > crate::SEGMENT_SIZE_MAX {
         return Ok(());
     }
-    rustix::fs::fallocate(
-        &last.file,
-        rustix::fs::FallocateFlags::empty(),
-        0,
-        h.capacity,
-    )
-    .map_err(|e| Error::io("fallocate", &last.path, e.into()))?;
-    last.file
-        .sync_all()
-        .map_err(|e| Error::io("fsync", &last.path, e))?;
+    if mode == Mode::Repair {
+        rustix::fs::fallocate(
+            &last.file,
+            rustix::fs::FallocateFlags::empty(),
+            0,
+            h.capacity,
+        )
+        .map_err(|e| Error::io("fallocate", &last.path, e.into()))?;
+        last.file
+            .sync_all()
+            .map_err(|e| Error::io("fsync", &last.path, e))?;
+        last.disk_len = h.capacity;
+    }
     last.len = h.capacity;
     report.extended_files.push(last.path.clone());
     Ok(())
@@ -401,8 +450,14 @@ fn scan_segment(
     index_interval: u64,
     next_base: Option<u64>,
     report: &mut RecoveryReport,
+    mode: Mode,
 ) -> Result<Scanned> {
-    let mut src = scan::FileSource::new(&f.file, &f.path, f.len);
+    let mut src = ZeroExtended {
+        file: scan::FileSource::new(&f.file, &f.path, f.disk_len.min(f.len)),
+        disk_len: f.disk_len.min(f.len),
+        len: f.len,
+        buf: Vec::new(),
+    };
     report.segments_scanned += 1;
     report.bytes_scanned += f.len;
     let mut index = SegmentIndex::empty(SEGMENT_HEADER_LEN as u64, header.base_seq);
@@ -456,21 +511,27 @@ fn scan_segment(
             records_dropped: dropped,
             bytes_dropped: extent - keep_end,
         });
-        zero_range(&f.file, &f.path, keep_end, extent)?;
+        if mode == Mode::Repair {
+            zero_range(&f.file, &f.path, keep_end, extent)?;
+        }
     }
-    // `fsync`, not `fdatasync`: the previous owner may have died before syncing the
-    // segment's allocation, which new acknowledgements in it will rely on.
-    f.file
-        .sync_all()
-        .map_err(|e| Error::io("fsync", &f.path, e))?;
+    if mode == Mode::Repair {
+        // `fsync`, not `fdatasync`: the previous owner may have died before syncing the
+        // segment's allocation, which new acknowledgements in it will rely on.
+        f.file
+            .sync_all()
+            .map_err(|e| Error::io("fsync", &f.path, e))?;
+    }
 
     let mut sealed = false;
     if let Some(c) = complete.filter(|_| meets_next && next_base.is_some()) {
-        write_seal(&f.file, &f.path, c, out.first_ts, out.max_ts)?;
+        if mode == Mode::Repair {
+            write_seal(&f.file, &f.path, c, out.first_ts, out.max_ts)?;
+        }
         sealed = true;
     }
     let writable_tail = !sealed && (ends_log || next_base.is_none());
-    let map = if writable_tail {
+    let map = if writable_tail && mode == Mode::Repair {
         Some(Mapping::map(&f.file, f.len, true, false).map_err(|e| Error::io("mmap", &f.path, e))?)
     } else {
         None
@@ -487,7 +548,9 @@ fn scan_segment(
     );
     if sealed {
         segment.mark_sealed(out.max_ts);
-        segment.save_index();
+        if mode == Mode::Repair {
+            segment.save_index();
+        }
     }
     Ok(Scanned {
         segment,
@@ -526,14 +589,57 @@ fn zero_range(file: &File, path: &Path, from: u64, to: u64) -> Result<()> {
     Ok(())
 }
 
-fn drop_segment_file(f: &Found, report: &mut RecoveryReport) -> Result<()> {
+fn drop_segment_file(f: &Found, report: &mut RecoveryReport, mode: Mode) -> Result<()> {
     if let Some(t) = report.truncation.as_mut() {
         let mut src = scan::FileSource::new(&f.file, &f.path, f.len);
         let start = SEGMENT_HEADER_LEN as u64;
         t.bytes_dropped += scan::nonzero_extent(&mut src, start) - start;
         t.records_dropped += scan::count_frames_after(&mut src, start, f.len.saturating_mul(4));
     }
-    std::fs::remove_file(&f.path).map_err(|e| Error::io("remove", &f.path, e))?;
+    if mode == Mode::Repair {
+        std::fs::remove_file(&f.path).map_err(|e| Error::io("remove", &f.path, e))?;
+    }
     report.removed_files.push(f.path.clone());
     Ok(())
+}
+
+/// A segment file read by recovery. An assessment does not extend a short tail the way a
+/// repair does (`extend_short_tail`), so the bytes past the end of the file read as the
+/// zeros that `fallocate` would add; everything else comes from the file.
+struct ZeroExtended<'a> {
+    file: scan::FileSource<'a>,
+    /// Where the file ends (`file` covers exactly this much).
+    disk_len: u64,
+    /// The length recovery works with.
+    len: u64,
+    /// Bytes handed out for a range that runs past `disk_len`.
+    buf: Vec<u8>,
+}
+
+impl ZeroExtended<'_> {
+    /// The first read error, as [`scan::FileSource::finish`].
+    fn finish(self) -> Result<()> {
+        self.file.finish()
+    }
+}
+
+impl scan::Source for ZeroExtended<'_> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn get(&mut self, offset: u64, len: u64) -> Option<&[u8]> {
+        let end = offset.checked_add(len).filter(|&e| e <= self.len)?;
+        if end <= self.disk_len {
+            return self.file.get(offset, len);
+        }
+        self.buf.clear();
+        self.buf.resize(usize::try_from(len).ok()?, 0);
+        if offset < self.disk_len {
+            let have = self.disk_len - offset;
+            let part = self.file.get(offset, have)?;
+            self.buf[..part.len()].copy_from_slice(part);
+        }
+        Some(&self.buf)
+    }
 }

@@ -70,6 +70,8 @@ pub struct FileSource<'a> {
     /// File offset of `buf[0]`.
     start: u64,
     filled: usize,
+    /// Bytes read per `pread` (more when a single frame is larger).
+    chunk: usize,
     error: Option<Error>,
 }
 
@@ -79,6 +81,13 @@ impl<'a> FileSource<'a> {
 
     /// A source over the first `len` bytes of `file`.
     pub fn new(file: &'a File, path: &'a Path, len: u64) -> FileSource<'a> {
+        FileSource::with_chunk(file, path, len, Self::CHUNK)
+    }
+
+    /// A source over the first `len` bytes of `file` that reads `chunk` bytes per `pread`
+    /// (more when a single frame is larger): a follower polling for a few new frames reads
+    /// little more than they hold.
+    pub fn with_chunk(file: &'a File, path: &'a Path, len: u64, chunk: usize) -> FileSource<'a> {
         FileSource {
             file,
             path,
@@ -86,6 +95,7 @@ impl<'a> FileSource<'a> {
             buf: Vec::new(),
             start: 0,
             filled: 0,
+            chunk: chunk.max(frame::COMMIT_WORD_LEN),
             error: None,
         }
     }
@@ -109,8 +119,7 @@ impl Source for FileSource<'_> {
         }
         let buffered = offset >= self.start && end <= self.start + self.filled as u64;
         if !buffered {
-            let want =
-                usize::try_from((self.len - offset).min(len.max(Self::CHUNK as u64))).ok()?;
+            let want = usize::try_from((self.len - offset).min(len.max(self.chunk as u64))).ok()?;
             if self.buf.len() < want {
                 self.buf.resize(want, 0);
             }
@@ -132,12 +141,24 @@ impl Source for FileSource<'_> {
 pub fn scan_frames<S: Source>(
     src: &mut S,
     base_seq: u64,
+    on_frame: impl FnMut(u64, &Frame<'_>),
+) -> ScanOutcome {
+    scan_frames_from(src, SEGMENT_HEADER_LEN as u64, base_seq, on_frame)
+}
+
+/// [`scan_frames`] from the frame at `offset` (a frame boundary), expecting sequence numbers
+/// from `seq`: resumes a scan where an earlier one stopped. `first_ts` and `max_ts` of the
+/// outcome cover only the frames of this call.
+pub fn scan_frames_from<S: Source>(
+    src: &mut S,
+    offset: u64,
+    seq: u64,
     mut on_frame: impl FnMut(u64, &Frame<'_>),
 ) -> ScanOutcome {
-    let mut offset = SEGMENT_HEADER_LEN as u64;
+    let mut offset = offset;
     let mut out = ScanOutcome {
         end_offset: offset,
-        next_seq: base_seq,
+        next_seq: seq,
         stop: ScanStop::Unwritten,
         first_ts: 0,
         max_ts: 0,

@@ -486,3 +486,160 @@ fn a_missing_archived_segment_is_named() {
     let tool = mmlog::inspect::inspect(dir.path(), true).unwrap();
     assert!(!tool.is_clean());
 }
+
+/// The read-only plan of `inspect::compaction_plan` is what `compact()` then does, whether
+/// it is made on the closed log or while the log is open, for several retention settings.
+#[test]
+fn the_plan_from_inspect_is_what_compact_does() {
+    let age = Duration::from_secs(3600);
+    let settings: Vec<(&str, Retention, bool)> = vec![
+        ("checkpoint", Retention::default(), true),
+        (
+            "no checkpoint",
+            Retention::default().keep_records(10),
+            false,
+        ),
+        (
+            "keep records",
+            Retention::default()
+                .keep_records(300)
+                .require_checkpoint(false),
+            false,
+        ),
+        (
+            "keep bytes, compressed",
+            Retention::default()
+                .keep_bytes(5 * 4096)
+                .require_checkpoint(false)
+                .archive(ArchiveMode::Compress),
+            false,
+        ),
+        (
+            "keep age, moved",
+            Retention::default()
+                .keep_age(age)
+                .archive(ArchiveMode::Move),
+            true,
+        ),
+        (
+            "consumer",
+            Retention::default().require_checkpoint(false),
+            false,
+        ),
+    ];
+    for (name, retention, checkpoint) in settings {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = open(dir.path(), small(Retention::default()));
+            append_n(&log, 2000);
+            if checkpoint {
+                log.checkpoint(1500, b"state").unwrap();
+            }
+            if name == "consumer" {
+                log.register_consumer("billing", 900).unwrap();
+            }
+            append_n(&log, 100);
+            log.close().unwrap();
+        }
+        let closed = mmlog::inspect::compaction_plan(dir.path(), &retention).unwrap();
+        let log = open(dir.path(), small(retention.clone()));
+        let open_plan = mmlog::inspect::compaction_plan(dir.path(), &retention).unwrap();
+        assert_eq!(closed.report(), open_plan.report(), "{name}");
+        assert_eq!(closed.segments, open_plan.segments, "{name}");
+        let report = log.compact().unwrap();
+        assert_eq!(report, closed.report(), "{name}: {closed:?}");
+        assert_eq!(log.stats().first_seq, closed.first_seq, "{name}");
+        for seg in &closed.segments {
+            assert!(
+                !seg.path.exists(),
+                "{name}: {} still live",
+                seg.path.display()
+            );
+            if let Some(archived) = &seg.archive_path {
+                assert!(archived.exists(), "{name}: {} missing", archived.display());
+            }
+        }
+        let expected_held = match name {
+            "checkpoint" | "no checkpoint" => Some(HeldBy::Checkpoint),
+            "keep records" | "keep bytes, compressed" | "keep age, moved" => {
+                Some(HeldBy::Retention)
+            }
+            _ => Some(HeldBy::Consumer("billing".into())),
+        };
+        assert_eq!(closed.held_by, expected_held, "{name}");
+        let removes = !matches!(name, "no checkpoint" | "keep age, moved");
+        assert_eq!(closed.segments.is_empty(), !removes, "{name}: {closed:?}");
+        // The plan of what is left: nothing more to remove.
+        let again = mmlog::inspect::compaction_plan(dir.path(), &retention).unwrap();
+        assert!(again.segments.is_empty(), "{name}: {again:?}");
+        assert_eq!(log.compact().unwrap(), again.report(), "{name}");
+    }
+}
+
+/// `inspect::recovery_plan` reports what `Log::open` then repairs, and changes nothing.
+#[test]
+fn the_recovery_plan_is_what_open_repairs() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path(), small(Retention::default()));
+        append_n(&log, 700);
+        log.checkpoint(650, b"state").unwrap();
+        log.close().unwrap();
+    }
+    let clean = mmlog::inspect::recovery_plan(dir.path()).unwrap();
+    assert!(clean.report.is_clean(), "{clean:?}");
+    assert_eq!(clean.report.next_seq, 700);
+    // A torn tail: garbage after the last frame of the active segment, a leftover segment
+    // being prepared, an unfinished checkpoint.
+    let segs = dir.path().join("segments");
+    let tool = mmlog::inspect::inspect(dir.path(), false).unwrap();
+    let tail = tool
+        .segments
+        .iter()
+        .rfind(|s| s.header.is_some())
+        .unwrap()
+        .clone();
+    let end = 128 + tail.bytes_used;
+    let mut bytes = std::fs::read(&tail.path).unwrap();
+    bytes[end as usize + 8..end as usize + 40].fill(0xab);
+    std::fs::write(&tail.path, &bytes).unwrap();
+    std::fs::write(segs.join("00000000000000000999.seg.tmp"), b"x").unwrap();
+    let ckpt_tmp = dir
+        .path()
+        .join("checkpoints")
+        .join("00000000000000000690.ckpt.tmp");
+    std::fs::write(&ckpt_tmp, b"half a checkpoint").unwrap();
+
+    let before = snapshot(dir.path());
+    let plan = mmlog::inspect::recovery_plan(dir.path()).unwrap();
+    assert_eq!(snapshot(dir.path()), before, "the plan changed files");
+    let t = plan.report.truncation.clone().expect("a truncation");
+    assert_eq!((t.path.clone(), t.offset), (tail.path.clone(), end));
+    assert_eq!(t.bytes_dropped, 40);
+    assert!(plan.report.removed_temporary.contains(&ckpt_tmp));
+    let log = open(dir.path(), small(Retention::default()));
+    assert_eq!(log.recovery_report(), &plan.report);
+    assert_eq!(read_checked(&log, 651), 49);
+    drop(log);
+    let after = mmlog::inspect::recovery_plan(dir.path()).unwrap();
+    assert!(after.report.is_clean(), "{after:?}");
+    assert!(after.report.removed_temporary.is_empty(), "{after:?}");
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
