@@ -33,6 +33,16 @@ impl Out {
         self.check(r)
     }
 
+    /// Flushes what is buffered and keeps going (for output that trickles, like `tail
+    /// --follow`). Returns `Ok(false)` once stdout is a closed pipe.
+    pub fn flush(&mut self) -> CmdResult<bool> {
+        if self.closed {
+            return Ok(false);
+        }
+        let r = self.w.flush();
+        self.check(r)
+    }
+
     /// Flushes what is buffered.
     pub fn finish(mut self) -> CmdResult {
         if self.closed {

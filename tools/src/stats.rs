@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use mmlog::inspect::{Inspection, SegmentInfo, inspect};
+use mmlog::inspect::{Inspection, SegmentInfo};
 use serde_json::{Value, json};
 
 use crate::failure::CmdResult;
@@ -76,7 +76,7 @@ impl Totals {
 
 /// Runs `mmlog stats`.
 pub fn run(dir: &Path, as_json: bool) -> CmdResult {
-    let ins = inspect(dir, false)?;
+    let ins = crate::guard::inspect(dir, false)?;
     let totals = Totals::of(&ins);
     let findings = judge(&ins);
     if as_json {
@@ -88,10 +88,15 @@ pub fn run(dir: &Path, as_json: bool) -> CmdResult {
     }
     let corrupt = findings.iter().filter(|f| !f.torn_tail).count();
     if corrupt > 0 {
-        eprintln!(
-            "warning: {corrupt} problem(s) found; run `mmlog verify {}` for a full check",
+        // The statistics are printed; the exit code says the log is damaged (1).
+        return Err(crate::failure::Failure::check(format!(
+            "{corrupt} problem(s) found, the first in {}; run `mmlog verify {}` for a full check",
+            findings
+                .iter()
+                .find(|f| !f.torn_tail)
+                .map_or_else(String::new, Finding::location),
             dir.display()
-        );
+        )));
     }
     Ok(())
 }

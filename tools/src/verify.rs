@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use mmlog::inspect::{Inspection, inspect};
+use mmlog::inspect::Inspection;
 use serde_json::json;
 
 use crate::failure::{CmdResult, Failure};
@@ -14,7 +14,7 @@ use crate::render::count;
 /// Runs `mmlog verify`: succeeds when the log is clean or only has a torn tail, fails with
 /// exit code 1 when it is corrupt (after printing every problem).
 pub fn run(dir: &Path, as_json: bool) -> CmdResult {
-    let ins = inspect(dir, true)?;
+    let ins = crate::guard::inspect(dir, true)?;
     let findings = judge(&ins);
     let corrupt = findings.iter().filter(|f| !f.torn_tail).count();
     let text = if as_json {
@@ -41,8 +41,13 @@ pub fn run(dir: &Path, as_json: bool) -> CmdResult {
     };
     emit(&text)?;
     if corrupt > 0 {
+        let first = findings
+            .iter()
+            .find(|f| !f.torn_tail)
+            .map_or_else(String::new, Finding::location);
         return Err(Failure::check(format!(
-            "{} is corrupt: {corrupt} problem(s) that recovery will not repair",
+            "{} is corrupt: {corrupt} problem(s) that recovery will not repair, the first in \
+             {first}",
             dir.display()
         )));
     }
