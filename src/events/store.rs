@@ -247,7 +247,11 @@ impl EventStore {
             Consistency::BoundedStaleness(max) => Some(Need::YoungerThan(max)),
             // Every event whose append returned before this point, even if an append
             // started earlier by another writer is still in flight.
-            Consistency::Strong => Some(Need::Covers(self.inner.log.last_seq_settled()?)),
+            Consistency::Strong => {
+                let asked = Instant::now();
+                let upto = self.inner.log.last_seq_settled()?;
+                Some(Need::Covers { upto, asked })
+            }
         };
         let cached = self.inner.cache.load();
         match need {
@@ -255,7 +259,8 @@ impl EventStore {
                 drop(cached);
                 self.inner.catch_up(need)
             }
-            _ => Ok(view(&cached)),
+            Some(need) => Ok(need.view(&cached)),
+            None => Ok(view(&cached)),
         }
     }
 
@@ -398,7 +403,7 @@ impl Inner {
         let _one = lock(&self.catch_up);
         let cached = self.cache.load_full();
         if need.met_by(&cached) {
-            return Ok(view(&cached));
+            return Ok(need.view(&cached));
         }
         // Every event whose append returned before this point is included, even if an
         // append started earlier by another writer was still in flight.
@@ -630,8 +635,9 @@ fn fresh_view(state: State) -> StateView {
 /// What a catch-up must achieve for its caller.
 #[derive(Clone, Copy, Debug)]
 enum Need {
-    /// A state that includes every event up to this one (`None`: there is no event).
-    Covers(Option<u64>),
+    /// A state that includes every event up to `upto` (`None`: there is no event): every
+    /// event committed at `asked`.
+    Covers { upto: Option<u64>, asked: Instant },
     /// A state brought up to date less than this long ago.
     YoungerThan(Duration),
     /// A fresh catch-up, whatever the cache holds.
@@ -641,11 +647,24 @@ enum Need {
 impl Need {
     fn met_by(self, cached: &Cached) -> bool {
         match self {
-            Need::Covers(target) => {
-                target.is_none_or(|t| cached.state.version().is_some_and(|v| v >= t))
+            Need::Covers { upto, .. } => {
+                upto.is_none_or(|t| cached.state.version().is_some_and(|v| v >= t))
             }
             Need::YoungerThan(max) => cached.refreshed.elapsed() <= max,
             Need::Refresh => false,
+        }
+    }
+
+    /// The view of a cache that meets the need. A cache that covers every event committed
+    /// when the read was asked is as fresh as a catch-up at that moment, whenever it was
+    /// last refreshed: its age counts from then.
+    fn view(self, cached: &Cached) -> StateView {
+        match self {
+            Need::Covers { asked, .. } => StateView {
+                state: Arc::clone(&cached.state),
+                refreshed: asked.max(cached.refreshed),
+            },
+            Need::YoungerThan(_) | Need::Refresh => view(cached),
         }
     }
 }

@@ -1,14 +1,21 @@
 //! The `mmlog` command-line tool: a guided demo of the engine, and read-only inspection
 //! (`stats`, `dump`, `verify`) that is safe to run on a log another process is writing.
 
+mod compact;
 mod demo;
 mod dump;
 mod failure;
 mod findings;
+mod guard;
 mod output;
+mod progress;
+mod recover;
 mod render;
+mod state;
 mod stats;
+mod tail;
 mod timefmt;
+mod units;
 mod verify;
 
 use std::path::PathBuf;
@@ -24,12 +31,17 @@ use crate::failure::{CmdResult, EXIT_USAGE};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// No progress bars (they are also off when stdout is not a terminal).
+    #[arg(long, short, global = true)]
+    quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a guided tour: concurrent appends, a tailing reader, group commit, seeks, and a
-    /// crash (SIGKILL) with recovery, printing measured numbers.
+    /// Run the guided tour: the spec's scenarios on the event store against a RwLock store
+    /// (1000 writers, consistency modes, read models, snapshots, time travel, archive,
+    /// migration), then the engine underneath (throughput, group commit, seeks, compaction,
+    /// a SIGKILL crash and recovery), ending with the spec's comparison matrix, measured.
     Demo(demo::DemoArgs),
     /// Summarise a log: segments, records, sequence numbers, bytes, time range, lock.
     Stats {
@@ -59,7 +71,18 @@ enum Command {
         /// Print JSON lines instead of text.
         #[arg(long)]
         json: bool,
+        /// Decode each record as an event-store event: `DataWritten writer=W item=ID
+        /// data="..."` or `DataRemoved writer=W item=ID` (a record that is not an event
+        /// shows its decode error).
+        #[arg(long)]
+        events: bool,
     },
+    /// Print the last records (or from SEQ), one line each as `dump` does; with --follow,
+    /// keep printing new records as they are committed, like `tail -f`.
+    Tail(tail::TailArgs),
+    /// The event store's state at a point of its past (--seq N or --at TIME), rebuilt
+    /// read-only from the newest snapshot at or before it and the events after that.
+    State(state::StateArgs),
     /// Check every CRC and the structure of a log. Exit 0 if clean (a torn tail that recovery
     /// would cut off is only a warning), 1 if corrupt, 2 if the log cannot be read.
     Verify {
@@ -69,6 +92,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Apply a retention policy now: delete the oldest sealed segments that nothing needs
+    /// (covered by the latest checkpoint, consumed by every consumer, let go by every keep
+    /// rule). Takes the log's lock: fails (exit 2) while another process has it open, except
+    /// with --dry-run.
+    #[command(after_help = EXIT_CODES)]
+    Compact(compact::CompactArgs),
+    /// Like compact, but the segments go into the log's archive (compressed, or moved as
+    /// they are), where they stay readable.
+    #[command(after_help = EXIT_CODES)]
+    Archive(compact::ArchiveArgs),
+    /// Open the log so that recovery repairs it (cuts a torn tail, removes leftovers), and
+    /// report what it did. Exit 0 if there was nothing to repair or it was repaired, 1 if the
+    /// log holds damage recovery refuses to repair.
+    #[command(after_help = EXIT_CODES)]
+    Recover(recover::RecoverArgs),
     /// Internal: the process the demo kills. Appends with Immediate durability and prints
     /// each acknowledged sequence number.
     #[command(name = "__crash-writer", hide = true)]
@@ -76,10 +114,17 @@ enum Command {
 }
 
 /// Shown at the end of `--help`.
-const EXIT_CODES: &str = "Exit codes: 0 success; 1 the log is corrupt (or a demo check failed); \
-2 bad usage or an I/O error (no such directory, not a log, unreadable).";
+const EXIT_CODES: &str = "Exit codes:
+  0  success (recover: nothing to repair, or repaired)
+  1  the log is corrupt: damage that a check finds or that recovery refuses to repair (or a
+     demo check failed)
+  2  bad usage, or a log the tool cannot work on: no such directory, not a log, a newer
+     format version, locked by another process (compact, archive and recover without
+     --dry-run), an I/O error
+A failure prints one line on stderr, starting with 'error: '.";
 
 fn run(cli: Cli) -> CmdResult {
+    progress::set_quiet(cli.quiet);
     match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Stats { dir, json } => stats::run(&dir, json),
@@ -90,6 +135,7 @@ fn run(cli: Cli) -> CmdResult {
             limit,
             full,
             json,
+            events,
         } => {
             let args = dump::DumpArgs {
                 from,
@@ -97,16 +143,25 @@ fn run(cli: Cli) -> CmdResult {
                 limit,
                 full,
                 json,
+                events,
             };
             dump::run(&dir, &args)
         }
         Command::Verify { dir, json } => verify::run(&dir, json),
+        Command::Tail(args) => tail::run(&args),
+        Command::State(args) => state::run(&args),
+        Command::Compact(args) => compact::run_compact(&args),
+        Command::Archive(args) => compact::run_archive(&args),
+        Command::Recover(args) => recover::run(&args),
         Command::CrashWriter(args) => demo::crash::writer_main(&args),
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match guard::parse::<Cli>() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {

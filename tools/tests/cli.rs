@@ -279,9 +279,13 @@ fn small_demo_passes() {
         "demo",
         "--dir",
         d,
+        "--writers",
+        "50",
+        "--events",
+        "3000",
         "--records",
         "20000",
-        "--writers",
+        "--append-threads",
         "2",
         "--keep",
     ]);
@@ -295,9 +299,43 @@ fn small_demo_passes() {
     let out = stdout(&o);
     assert!(out.contains("PASS: all"), "{out}");
     assert!(out.contains("summary"), "{out}");
-    assert!(dir.join("segments").is_dir(), "--keep keeps the log");
-    // A second run replaces the log it left.
-    let o = mmlog(&["demo", "--dir", d, "--records", "2000", "--writers", "1"]);
+    assert!(
+        out.contains("the spec's comparison matrix, measured"),
+        "{out}"
+    );
+    for log in ["events", "migration", "engine"] {
+        assert!(
+            dir.join(log).join("segments").is_dir(),
+            "--keep keeps the {log} log"
+        );
+    }
+    // The logs it kept are logs the other commands read.
+    let o = mmlog(&["verify", dir.join("engine").to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        .to_string();
+    let o = mmlog(&[
+        "state",
+        dir.join("events").to_str().unwrap(),
+        "--at",
+        &now_ns,
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // A second run replaces the logs it left.
+    let o = mmlog(&[
+        "demo",
+        "--dir",
+        d,
+        "--writers",
+        "4",
+        "--events",
+        "500",
+        "--records",
+        "2000",
+    ]);
     assert_eq!(
         code(&o),
         0,

@@ -1,13 +1,18 @@
-//! `mmlog demo`: a guided tour of the engine that measures what it shows.
+//! `mmlog demo`: a guided tour that measures what it shows. First the spec's event-sourced
+//! reader-writer on the event store, against a traditional `RwLock` store (steps 1 to 6, in
+//! `DIR/events` and `DIR/migration`), then the log engine underneath (steps a to f, in `DIR`).
 //!
-//! Each step is a function in its own module that opens the log it needs, prints what it does
-//! as it goes, checks what it claims, and adds a row to the closing summary. The log from one
-//! step is the input of the next, so later steps also show reopening a log with data in it.
+//! Each step is a function that opens what it needs, prints what it does as it goes, checks
+//! what it claims, and adds a row to the closing summary; the spec's comparison matrix is
+//! filled in with what the steps measured. The log from one step is the input of the next, so
+//! later steps also show reopening a log with data in it.
 
 mod compaction;
 pub mod crash;
 mod group_commit;
+mod history;
 mod seek;
+mod spec;
 mod throughput;
 mod workdir;
 
@@ -32,10 +37,16 @@ pub struct DemoArgs {
     /// else makes the demo refuse to start.
     #[arg(long, default_value = "./mmlog-demo")]
     dir: PathBuf,
-    /// Threads appending concurrently in the throughput step.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// Writer threads of the spec's first scenario (on each store).
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u16).range(1..=10_000))]
     writers: u16,
-    /// Records appended in the throughput step, in total.
+    /// Items those writers write, in total (a removal follows every fourth).
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    events: u64,
+    /// Threads appending concurrently in the engine's throughput step.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    append_threads: u16,
+    /// Records appended in the engine's throughput step, in total.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     records: u64,
     /// Keep the log directory afterwards (try `mmlog stats`, `dump` and `verify` on it).
@@ -78,6 +89,75 @@ impl Summary {
     }
 }
 
+/// The spec's comparison matrix, filled in by the steps that measure a row.
+#[derive(Debug, Default)]
+pub struct Matrix {
+    /// Write latency under scenario 1: (locked, events).
+    pub write_latency: Option<(String, String)>,
+    /// Writes and removals per second under scenario 1: (locked, events).
+    pub throughput: Option<(f64, f64)>,
+    /// Read latency under scenario 2: (locked, events).
+    pub read_latency: Option<(String, String)>,
+    /// How old the answers of each consistency mode were.
+    pub staleness: String,
+    /// What time travel and the audit trail gave.
+    pub history: Option<String>,
+    /// Opening the event store again.
+    pub cold_start: Option<String>,
+}
+
+impl Matrix {
+    fn print(&self) {
+        let na = || "not measured".to_owned();
+        let mut rows: Vec<(&str, String, String)> = Vec::new();
+        let (lw, ew) = self.write_latency.clone().unwrap_or_else(|| (na(), na()));
+        rows.push(("Write latency (scenario 1)", lw, ew));
+        let (lr, er) = self.read_latency.clone().unwrap_or_else(|| (na(), na()));
+        rows.push(("Read latency (scenario 2)", lr, er));
+        rows.push((
+            "Staleness (scenario 2)",
+            "none: a read sees every write".into(),
+            self.staleness.clone(),
+        ));
+        if let Some((l, e)) = self.throughput {
+            rows.push((
+                "Throughput, one 2-core machine",
+                format!("{} ops/s", render::rate(l)),
+                format!(
+                    "{} ops/s (partitions and replicas: not shown here)",
+                    render::rate(e)
+                ),
+            ));
+        }
+        rows.push((
+            "History (scenario 3)",
+            "not preserved".into(),
+            self.history.clone().unwrap_or_else(na),
+        ));
+        rows.push((
+            "Conflict resolution",
+            "blocking: writers queue on the lock".into(),
+            "natural ordering: dense sequence numbers, no waiting".into(),
+        ));
+        rows.push((
+            "Restart",
+            "the state is gone".into(),
+            self.cold_start
+                .as_ref()
+                .map_or_else(na, |d| format!("back in {d}, from the newest snapshot")),
+        ));
+        say!(
+            "
+the spec's comparison matrix, measured"
+        );
+        say!("| aspect | traditional RW lock | event sourced |");
+        say!("|---|---|---|");
+        for (aspect, locked, events) in rows {
+            say!("| {aspect} | {locked} | {events} |");
+        }
+    }
+}
+
 /// The `p`-quantile (0.0..=1.0) of sorted samples, nearest-rank.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -117,14 +197,17 @@ pub fn run(args: &DemoArgs) -> CmdResult {
         SEGMENT_SIZE >> 20
     );
     let mut summary = Summary::default();
-    let outcome = steps(args, &mut summary);
+    let mut matrix = Matrix::default();
+    let outcome = steps(args, &mut summary, &mut matrix);
+    matrix.print();
     summary.print(started.elapsed());
     match outcome {
         Ok(()) => {
             say!("\nPASS: every check held");
             if args.keep {
                 say!(
-                    "log kept in {0}; try `mmlog stats {0}`, `mmlog dump {0} --limit 5`, `mmlog verify {0}`",
+                    "logs kept in {0}; try `mmlog stats {0}/engine`, `mmlog verify {0}/engine`, \
+                     `mmlog dump {0}/events --events --limit 5`, `mmlog state {0}/events --at 2099-01-01T00:00:00Z`",
                     dir.display()
                 );
             } else {
@@ -140,10 +223,28 @@ pub fn run(args: &DemoArgs) -> CmdResult {
     }
 }
 
-fn steps(args: &DemoArgs, summary: &mut Summary) -> CmdResult {
-    throughput::run(&args.dir, usize::from(args.writers), args.records, summary)?;
-    group_commit::run(&args.dir, summary)?;
-    seek::run(&args.dir, summary)?;
-    compaction::run(&args.dir, summary)?;
-    crash::run(&args.dir, summary)
+fn steps(args: &DemoArgs, summary: &mut Summary, matrix: &mut Matrix) -> CmdResult {
+    let events_dir = args.dir.join("events");
+    say!(
+        "\nthe event store (mmlog::events), in {}",
+        events_dir.display()
+    );
+    let writers = usize::from(args.writers);
+    let (store, locked) = spec::step_1(&events_dir, writers, args.events, summary, matrix)?;
+    spec::step_2(&store, &locked, summary, matrix)?;
+    drop(locked);
+    let store = history::step_3(&events_dir, store, summary, matrix)?;
+    history::step_4(&store, summary, matrix)?;
+    history::step_5(&store, summary)?;
+    store.close()?;
+    history::step_6(&args.dir.join("migration"), summary)?;
+
+    let engine = args.dir.join("engine");
+    say!("\nthe log engine underneath, in {}", engine.display());
+    let threads = usize::from(args.append_threads);
+    throughput::run(&engine, threads, args.records, summary)?;
+    group_commit::run(&engine, summary)?;
+    seek::run(&engine, summary)?;
+    compaction::run(&engine, summary)?;
+    crash::run(&engine, summary)
 }
