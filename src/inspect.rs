@@ -15,9 +15,11 @@ use crate::format::segment_header::{HeaderState, SEGMENT_HEADER_LEN, Seal, Segme
 use crate::log::archive::{Archive, ArchivedSegment};
 use crate::log::checkpoints::{self, CheckpointInfo};
 use crate::log::consumers;
-use crate::log::scan::{self, ScanStop};
+use crate::log::scan::{self, ScanOutcome, ScanStop};
 use crate::storage::fs::{self as sfs, SegmentName};
+use archived::{Body, Listing, LiveStart};
 
+mod archived;
 mod plans;
 pub use plans::{CompactionPlan, PlannedSegment, RecoveryPlan, compaction_plan, recovery_plan};
 
@@ -69,11 +71,12 @@ pub struct Inspection {
     pub segments: Vec<SegmentInfo>,
     /// Everything wrong that was found.
     pub problems: Vec<Problem>,
-    /// First sequence number in the log.
+    /// First sequence number in the live segments (the archive's records come before it:
+    /// see [`Inspection::first_readable_seq`]).
     pub first_seq: u64,
     /// Sequence number after the last valid frame.
     pub next_seq: u64,
-    /// Total frames.
+    /// Total frames in the live segments (the archive's are counted in [`Inspection::archive`]).
     pub records: u64,
     /// Process id in the lock file and whether the lock is held right now.
     pub lock_owner: Option<(u32, bool)>,
@@ -89,6 +92,30 @@ impl Inspection {
     /// True when no problem other than a torn tail was found.
     pub fn is_clean(&self) -> bool {
         self.problems.iter().all(|p| p.torn_tail)
+    }
+
+    /// The first sequence number a read from the start reaches, archive included: the first
+    /// record of the oldest archived segment before the live log, else [`first_seq`]
+    /// (`first_seq`, `next_seq` and `records` describe the live segments only). Whether the
+    /// archive holds every record from there to the live log is for [`dump`] to find as it
+    /// reads (a hole is an error there).
+    ///
+    /// [`first_seq`]: Inspection::first_seq
+    pub fn first_readable_seq(&self) -> u64 {
+        let live_id = self.segments.first().map(|s| s.id);
+        self.archive
+            .iter()
+            .find(|a| live_id.is_none_or(|id| a.id < id))
+            .map_or(self.first_seq, |a| a.base_seq.min(self.first_seq))
+    }
+
+    /// The archived segments before the live log (the archive can also hold copies of live
+    /// segments, left by an interrupted compaction, which are not part of the log).
+    pub fn archive_before_live(&self) -> impl Iterator<Item = &ArchivedSegment> {
+        let live_id = self.segments.first().map(|s| s.id);
+        self.archive
+            .iter()
+            .filter(move |a| live_id.is_none_or(|id| a.id < id))
     }
 }
 
@@ -393,9 +420,10 @@ fn mark_torn_tail(out: &mut Inspection) {
 /// One record as [`dump`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DumpRecord<'a> {
-    /// Segment id.
+    /// Segment id (of a live or an archived segment).
     pub segment_id: u64,
-    /// Offset of the frame in its file.
+    /// Offset of the frame in its segment (for a compressed archived segment, in the segment
+    /// as decompressed: where it was in the live file).
     pub offset: u64,
     /// Sequence number.
     pub seq: u64,
@@ -408,8 +436,14 @@ pub struct DumpRecord<'a> {
 }
 
 /// Calls `each` for every valid frame with `seq >= from_seq` and `timestamp >= since_ns`, in
-/// order, until it returns false. Stops quietly at the end of the valid frames; damage is
-/// returned as an error naming the file and offset.
+/// order, until it returns false: first those of the archive (segments that compaction moved
+/// or compressed into `archive/`; compressed ones are decompressed in memory), then those of
+/// the live segments, as [`Log::read_from`](crate::Log::read_from) reads them. A `from_seq`
+/// before the first record the log and its archive still hold starts at that record.
+///
+/// Stops quietly at the end of the valid frames. Damage is returned as an error naming the
+/// file and offset, after `each` was given the records before it; so is a hole in the
+/// records asked for (an archived segment missing, or damaged beyond reading its header).
 pub fn dump(
     dir: impl AsRef<Path>,
     from_seq: u64,
@@ -418,6 +452,9 @@ pub fn dump(
 ) -> Result<()> {
     let dir = dir.as_ref();
     let found = inspect(dir, false)?;
+    if !dump_archive(dir, &found, from_seq, since_ns, &mut each)? {
+        return Ok(());
+    }
     for seg in &found.segments {
         let (Some(h), Some(seal)) = (seg.header, seg.seal) else {
             if seg.header.is_none() {
@@ -447,6 +484,54 @@ pub fn dump(
         }
     }
     Ok(())
+}
+
+/// Where the live log starts, for the archive to meet it.
+fn live_start(found: &Inspection) -> Option<LiveStart<'_>> {
+    found.segments.first().map(|s| LiveStart {
+        id: s.id,
+        path: &s.path,
+        base_seq: s.header.map(|h| h.base_seq),
+    })
+}
+
+/// The part of [`dump`] in the archive. Returns false when `each` asked to stop.
+fn dump_archive(
+    dir: &Path,
+    found: &Inspection,
+    from_seq: u64,
+    since_ns: u64,
+    each: &mut impl FnMut(&DumpRecord<'_>) -> bool,
+) -> Result<bool> {
+    let live = live_start(found);
+    let listing = Listing::read(dir, live.map(|l| l.id))?;
+    let span = listing.span(from_seq, live);
+    let (whole, hole) = match span.hole {
+        Some((n, error)) => (span.segments.get(..n).unwrap_or(&[]), Some(error)),
+        None => (span.segments, None),
+    };
+    for e in whole {
+        if e.max_ts_ns < since_ns && e.max_ts_ns > 0 {
+            continue;
+        }
+        let mut go_on = true;
+        archived::scan_segment(e, |offset, f| {
+            if go_on && f.seq >= from_seq && f.timestamp_ns >= since_ns {
+                go_on = each(&DumpRecord {
+                    segment_id: e.id,
+                    offset,
+                    seq: f.seq,
+                    timestamp_ns: f.timestamp_ns,
+                    padding: f.kind == FrameKind::Padding,
+                    payload: f.payload,
+                });
+            }
+        })?;
+        if !go_on {
+            return Ok(false);
+        }
+    }
+    hole.map_or(Ok(true), Err)
 }
 
 fn dump_segment(
@@ -498,6 +583,12 @@ const FOLLOW_LOOKAHEAD: u64 = 1 << 20;
 /// whose commit word is not yet published. When a segment ends (an end marker, or frames up
 /// to its last byte) and the next segment file has its header, it moves on to that file.
 ///
+/// Records that compaction archived are read from the archive (a moved segment like any
+/// segment file, a compressed one decompressed in memory), in order, before the live ones:
+/// a follower started at an archived record reads through the archive into the live log,
+/// and one that falls behind compaction finds the segments it has not read in the archive.
+/// A segment missing from both (deleted by compaction, or lost) is an error, not a skip.
+///
 /// A frame that fails its check at the end of the unsealed tail is taken for a write still in
 /// progress, or a torn write that recovery will cut off and write over: the follower waits
 /// there and retries on the next poll. It is damage, reported as [`Error::Corrupt`], when
@@ -526,11 +617,16 @@ const FOLLOW_LOOKAHEAD: u64 = 1 << 20;
 /// ```
 #[derive(Debug)]
 pub struct Follower {
+    /// The log directory.
+    dir: PathBuf,
     segments_dir: PathBuf,
     /// Records before this one are read past but not delivered.
     from_seq: u64,
     /// Where the next poll reads (`None` until a segment with a valid header is found).
     at: Option<FollowPosition>,
+    /// The archive as last listed (archived files never change: listed again only when a
+    /// segment is not in it).
+    archive: Option<Listing>,
 }
 
 /// The segment a [`Follower`] reads and its place in it.
@@ -538,8 +634,12 @@ pub struct Follower {
 struct FollowPosition {
     id: u64,
     path: PathBuf,
-    file: File,
+    body: Body,
+    /// Bytes of `body` (the capacity of a segment file).
     capacity: u64,
+    /// For an archived segment, the sequence number after its last record: it is complete,
+    /// and must hold every record up to there.
+    archived_end: Option<u64>,
     /// Offset of the next frame.
     offset: u64,
     /// Its sequence number.
@@ -560,11 +660,14 @@ enum FollowStep {
 
 impl Follower {
     /// A follower of the log in `dir` that delivers the records from sequence number
-    /// `from_seq` on (from the first record the log still holds, when compaction removed the
-    /// earlier ones; from the next one appended, when `from_seq` is past the end).
+    /// `from_seq` on: from the archive when compaction archived them, from the first record
+    /// the log and its archive still hold when compaction deleted them, from the next one
+    /// appended when `from_seq` is past the end.
     ///
-    /// Fails with [`Error::NotALog`] when `dir` has no segment directory. A log whose first
-    /// segment is not written yet is fine: polls find nothing until it is.
+    /// Fails with [`Error::NotALog`] when `dir` has no segment directory, and with
+    /// [`Error::Corrupt`] when the records asked for start in a hole of the archive (a
+    /// segment missing, or damaged). A log whose first segment is not written yet is fine:
+    /// polls find nothing until it is.
     pub fn new(dir: impl AsRef<Path>, from_seq: u64) -> Result<Follower> {
         let dir = dir.as_ref();
         let segments_dir = dir.join(sfs::SEGMENTS_DIR);
@@ -580,9 +683,11 @@ impl Follower {
             });
         }
         let mut follower = Follower {
+            dir: dir.into(),
             segments_dir,
             from_seq,
             at: None,
+            archive: None,
         };
         follower.at = follower.find_start()?;
         Ok(follower)
@@ -626,6 +731,11 @@ impl Follower {
         }
     }
 
+    /// Whether the live log has a segment file after segment `id`.
+    fn goes_on_after(&self, id: u64) -> Result<bool> {
+        Ok(self.segment_ids()?.iter().any(|&other| other > id))
+    }
+
     /// Segment ids in the directory, in order.
     fn segment_ids(&self) -> Result<Vec<u64>> {
         let dir = &self.segments_dir;
@@ -644,10 +754,13 @@ impl Follower {
     }
 
     /// The segment holding `from_seq`: the last one with a valid header starting at or before
-    /// it, else the first one with a valid header.
-    fn find_start(&self) -> Result<Option<FollowPosition>> {
+    /// it, else the first one with a valid header; in the archive when the live log starts
+    /// after `from_seq` and the archive holds records at or after it.
+    fn find_start(&mut self) -> Result<Option<FollowPosition>> {
         let mut chosen = None;
+        let mut first_id = None;
         for id in self.segment_ids()? {
+            first_id.get_or_insert(id);
             let Some(pos) = open_followed(&self.segments_dir, id)? else {
                 continue;
             };
@@ -657,32 +770,75 @@ impl Follower {
             }
             chosen = Some(pos);
         }
-        Ok(chosen)
+        if chosen.as_ref().is_some_and(|c| c.seq <= self.from_seq) {
+            return Ok(chosen);
+        }
+        // The archive, up to the live log: its first segment file, whose first record is
+        // known when that file is `chosen`, the first with a valid header.
+        let listing = Listing::read(&self.dir, first_id)?;
+        let first_path = first_id.map(|id| sfs::segment_path(&self.segments_dir, id));
+        let live = chosen.as_ref().map(|c| LiveStart {
+            id: first_id.unwrap_or(c.id),
+            path: first_path.as_deref().unwrap_or(&c.path),
+            base_seq: (first_id == Some(c.id)).then_some(c.seq),
+        });
+        let span = listing.span(self.from_seq, live);
+        let start = match span.hole {
+            // The records asked for start in a hole; one further on is met when reached.
+            Some((0, error)) => return Err(error),
+            _ => span.segments.first().map(open_archived).transpose()?,
+        };
+        self.archive = Some(listing);
+        Ok(start.or(chosen))
+    }
+
+    /// Archived segment `id`, if the archive holds it (listed again if the last listing does
+    /// not); its damage, if the file is damaged.
+    fn find_archived(&mut self, id: u64) -> Result<Option<FollowPosition>> {
+        let listed = match &self.archive {
+            Some(listing) => listing.find(id)?.is_some(),
+            None => false,
+        };
+        if !listed {
+            self.archive = Some(Listing::read(&self.dir, None)?);
+        }
+        match &self.archive {
+            Some(listing) => listing.find(id)?.map(open_archived).transpose(),
+            None => Ok(None),
+        }
     }
 
     /// The segment after the current one, once it has its header; an error when the log
     /// cannot go on there.
-    fn next_segment(&self) -> Result<Option<FollowPosition>> {
+    fn next_segment(&mut self) -> Result<Option<FollowPosition>> {
         let Some(at) = self.at.as_ref() else {
             return Ok(None);
         };
-        let id = at.id + 1;
-        let later = |after: u64| -> Result<bool> {
-            Ok(self.segment_ids()?.iter().any(|&other| other > after))
+        let (id, at_path, at_offset, at_seq) = (at.id + 1, at.path.clone(), at.offset, at.seq);
+        let followed = open_followed(&self.segments_dir, id)?;
+        let followed = match followed {
+            // Not a live segment, yet the log goes on after it: compaction archived it (the
+            // archived copy is complete before the live file goes), or it is lost.
+            None if self.goes_on_after(id)? => match self.find_archived(id)? {
+                Some(next) => Some(Ok(next)),
+                None => {
+                    let kind = CorruptionKind::MissingSegment { segment_id: id };
+                    return Err(Error::corrupt(&at_path, at_offset, kind));
+                }
+            },
+            other => other,
         };
-        match open_followed(&self.segments_dir, id)? {
-            // Not there yet (a rollover under way), unless the log already goes on after it.
-            None if later(id)? => {
-                let kind = CorruptionKind::MissingSegment { segment_id: id };
-                Err(Error::corrupt(&at.path, at.offset, kind))
-            }
+        match followed {
+            // Not there yet: a rollover under way.
             None => Ok(None),
             // A header being written, unless a later segment shows it was never finished.
-            Some(Err((path, kind))) if later(id)? => Err(Error::corrupt(path, 0, kind)),
+            Some(Err((path, kind))) if self.goes_on_after(id)? => {
+                Err(Error::corrupt(path, 0, kind))
+            }
             Some(Err(_)) => Ok(None),
-            Some(Ok(next)) if next.seq != at.seq => {
+            Some(Ok(next)) if next.seq != at_seq => {
                 let kind = CorruptionKind::SeqDiscontinuity {
-                    expected: at.seq,
+                    expected: at_seq,
                     found: next.seq,
                 };
                 Err(Error::corrupt(&next.path, 32, kind))
@@ -731,12 +887,28 @@ fn open_followed(
     Ok(Some(Ok(FollowPosition {
         id,
         path,
-        file,
+        body: Body::File(file),
         capacity,
+        archived_end: None,
         offset: SEGMENT_HEADER_LEN as u64,
         seq: header.base_seq,
         suspect: None,
     })))
+}
+
+/// Archived segment `e` positioned at its first frame.
+fn open_archived(e: &ArchivedSegment) -> Result<FollowPosition> {
+    let (path, body, capacity) = archived::open_body(e)?;
+    Ok(FollowPosition {
+        id: e.id,
+        path,
+        body,
+        capacity,
+        archived_end: Some(e.end_seq()),
+        offset: SEGMENT_HEADER_LEN as u64,
+        seq: e.base_seq,
+        suspect: None,
+    })
 }
 
 impl FollowPosition {
@@ -748,40 +920,38 @@ impl FollowPosition {
         each: &mut impl FnMut(&DumpRecord<'_>) -> bool,
         delivered: &mut u64,
     ) -> Result<FollowStep> {
+        let file = match &self.body {
+            Body::File(file) => file,
+            Body::Decompressed(bytes) => {
+                let mut src: &[u8] = bytes;
+                let at = (self.offset, self.seq);
+                let (out, consumed, go_on) =
+                    deliver(&mut src, self.id, at, from_seq, each, delivered);
+                (self.offset, self.seq) = consumed;
+                return self.archived_step(go_on, &out);
+            }
+        };
         // The common case of an idle poll: the next commit word is still zero.
-        if self.offset + frame::COMMIT_WORD_LEN as u64 <= self.capacity {
+        if self.archived_end.is_none()
+            && self.offset + frame::COMMIT_WORD_LEN as u64 <= self.capacity
+        {
             let mut word = [0u8; frame::COMMIT_WORD_LEN];
-            sfs::read_at(&self.file, &self.path, self.offset, &mut word)?;
+            sfs::read_at(file, &self.path, self.offset, &mut word)?;
             if word == [0; frame::COMMIT_WORD_LEN] {
                 return Ok(FollowStep::Wait);
             }
         }
-        let mut src =
-            scan::FileSource::with_chunk(&self.file, &self.path, self.capacity, FOLLOW_CHUNK);
-        let mut go_on = true;
-        let mut consumed = (self.offset, self.seq);
-        let (id, capacity) = (self.id, self.capacity);
-        let out = scan::scan_frames_from(&mut src, self.offset, self.seq, |offset, f| {
-            if !go_on {
-                return;
-            }
-            if f.seq >= from_seq {
-                go_on = each(&DumpRecord {
-                    segment_id: id,
-                    offset,
-                    seq: f.seq,
-                    timestamp_ns: f.timestamp_ns,
-                    padding: f.kind == FrameKind::Padding,
-                    payload: f.payload,
-                });
-                *delivered += 1;
-            }
-            consumed = (offset + f.frame_len, f.seq + 1);
-        });
+        let capacity = self.capacity;
+        let mut src = scan::FileSource::with_chunk(file, &self.path, capacity, FOLLOW_CHUNK);
+        let at = (self.offset, self.seq);
+        let (out, consumed, go_on) = deliver(&mut src, self.id, at, from_seq, each, delivered);
         // What was delivered is behind us, whatever happens next: a retry must not repeat it.
         (self.offset, self.seq) = consumed;
         // A read error ends a scan like the end of the frames would: it must not pass for one.
         src.finish()?;
+        if self.archived_end.is_some() {
+            return self.archived_step(go_on, &out);
+        }
         if !go_on {
             return Ok(FollowStep::Stopped);
         }
@@ -793,13 +963,13 @@ impl FollowPosition {
             });
         };
         let window = capacity.min(out.end_offset.saturating_add(FOLLOW_LOOKAHEAD));
-        let mut ahead = scan::FileSource::with_chunk(&self.file, &self.path, window, FOLLOW_CHUNK);
+        let mut ahead = scan::FileSource::with_chunk(file, &self.path, window, FOLLOW_CHUNK);
         let bad_frame_followed =
             scan::count_frames_after(&mut ahead, out.end_offset + 8, FOLLOW_LOOKAHEAD) > 0;
         ahead.finish()?;
         let mut head = [0u8; SEGMENT_HEADER_LEN];
-        sfs::read_at(&self.file, &self.path, 0, &mut head)?;
-        let sealed = Seal::decode(&head).is_some_and(|s| s.fits(self.capacity));
+        sfs::read_at(file, &self.path, 0, &mut head)?;
+        let sealed = Seal::decode(&head).is_some_and(|s| s.fits(capacity));
         let seen_before = self.suspect == Some(out.end_offset);
         self.suspect = bad_frame_followed.then_some(out.end_offset);
         if sealed || (bad_frame_followed && seen_before) {
@@ -807,6 +977,52 @@ impl FollowPosition {
         }
         Ok(FollowStep::Wait)
     }
+
+    /// The end of a pass over an archived segment, which is complete: its end once every
+    /// record up to its seal's count was read, else damage.
+    fn archived_step(&self, go_on: bool, out: &ScanOutcome) -> Result<FollowStep> {
+        if !go_on {
+            return Ok(FollowStep::Stopped);
+        }
+        if let Some(end_seq) = self.archived_end {
+            archived::check_complete(&self.path, end_seq, out)?;
+        }
+        Ok(FollowStep::SegmentEnd)
+    }
+}
+
+/// Scans `src` from frame `at` (offset and sequence number), giving `each` the frames from
+/// `from_seq` on (as records of segment `id`) until it returns false, and counting them in
+/// `delivered`. Returns the outcome of the scan, the frame after the last one passed (given
+/// to `each`, or before `from_seq`) and whether `each` wants more.
+fn deliver<S: scan::Source>(
+    src: &mut S,
+    id: u64,
+    at: (u64, u64),
+    from_seq: u64,
+    each: &mut impl FnMut(&DumpRecord<'_>) -> bool,
+    delivered: &mut u64,
+) -> (ScanOutcome, (u64, u64), bool) {
+    let mut go_on = true;
+    let mut consumed = at;
+    let out = scan::scan_frames_from(src, at.0, at.1, |offset, f| {
+        if !go_on {
+            return;
+        }
+        if f.seq >= from_seq {
+            go_on = each(&DumpRecord {
+                segment_id: id,
+                offset,
+                seq: f.seq,
+                timestamp_ns: f.timestamp_ns,
+                padding: f.kind == FrameKind::Padding,
+                payload: f.payload,
+            });
+            *delivered += 1;
+        }
+        consumed = (offset + f.frame_len, f.seq + 1);
+    });
+    (out, consumed, go_on)
 }
 
 #[cfg(test)]

@@ -542,10 +542,82 @@ pub(crate) fn open_segment(e: &ArchivedSegment) -> Result<Arc<Segment>> {
 }
 
 fn decompress(file: &File, e: &ArchivedSegment, header: &[u8]) -> Result<Mapping> {
+    let (ah, block) = read_block(file, e)?;
+    let map = Mapping::anonymous(e.capacity).map_err(|err| Error::io("mmap", &e.path, err))?;
+    let body_len = ah.raw_len - SEGMENT_HEADER_LEN as u64;
+    // SAFETY: the mapping was just created and is not shared with anyone yet, so this thread
+    // owns every byte of it.
+    let out = unsafe { map.bytes_mut(SEGMENT_HEADER_LEN as u64, body_len) };
+    let Some(out) = out else {
+        return Err(bad_raw_len(e, ah.raw_len));
+    };
+    decompress_block(e, &block, out)?;
+    // SAFETY: as above: the mapping is still private to this thread.
+    unsafe { map.write(0, header) };
+    Ok(map)
+}
+
+/// The bytes of compressed archived segment `e` as they were in the live file, from its
+/// header to the end of its frames (the end marker included), decompressed into a private
+/// buffer. Reads with `pread` only and takes no lock: this is how [`crate::inspect`] reads
+/// the archive of a log another process may have open. (A moved segment is a plain segment
+/// file: it needs no help to be read.)
+///
+/// The archive header, the segment header and seal and the block's CRC are checked; the
+/// frames are left for the caller's scan.
+pub(crate) fn read_compressed(e: &ArchivedSegment) -> Result<Vec<u8>> {
+    let file = File::open(&e.path).map_err(|err| Error::io("open archive", &e.path, err))?;
+    let at = ARCHIVE_HEADER_LEN as u64;
+    let mut hb = [0u8; SEGMENT_HEADER_LEN];
+    file.read_exact_at(&mut hb, at)
+        .map_err(|err| Error::io("read", &e.path, err))?;
+    let (header, seal) = segment_identity(&e.path, at, &hb)?;
+    if header.segment_id != e.id || header.base_seq != e.base_seq || header.capacity != e.capacity {
+        let kind = CorruptionKind::BadHeaderField {
+            field: "segment_id, base_seq or capacity (not those the archive listed)",
+            value: header.segment_id,
+        };
+        return Err(Error::corrupt(&e.path, at + 16, kind));
+    }
+    let (ah, block) = read_block(&file, e)?;
+    if ah.raw_len < seal.end_offset {
+        return Err(bad_raw_len(e, ah.raw_len));
+    }
+    let len = usize::try_from(ah.raw_len).map_err(|_| bad_raw_len(e, ah.raw_len))?;
+    let mut bytes = vec![0u8; len];
+    bytes[..SEGMENT_HEADER_LEN].copy_from_slice(&hb);
+    decompress_block(e, &block, &mut bytes[SEGMENT_HEADER_LEN..])?;
+    Ok(bytes)
+}
+
+fn bad_raw_len(e: &ArchivedSegment, raw_len: u64) -> Error {
+    let kind = CorruptionKind::BadHeaderField {
+        field: "raw_len",
+        value: raw_len,
+    };
+    Error::corrupt(&e.path, 16, kind)
+}
+
+/// The archive header of compressed archive file `e` and its LZ4 block, the block's CRC
+/// checked, and its sizes checked against the file and the segment's capacity.
+fn read_block(file: &File, e: &ArchivedSegment) -> Result<(archive_file::ArchiveHeader, Vec<u8>)> {
     let mut ab = [0u8; ARCHIVE_HEADER_LEN];
     file.read_exact_at(&mut ab, 0)
         .map_err(|err| Error::io("read", &e.path, err))?;
     let ah = archive_file::decode_header(&ab).map_err(|k| Error::corrupt(&e.path, 0, k))?;
+    if ah.raw_len > e.capacity {
+        return Err(bad_raw_len(e, ah.raw_len));
+    }
+    let file_len = file
+        .metadata()
+        .map_err(|err| Error::io("stat", &e.path, err))?
+        .len();
+    if Some(file_len) != (BLOCK_AT as u64).checked_add(ah.compressed_len) {
+        let kind = CorruptionKind::Truncated {
+            what: "archive block",
+        };
+        return Err(Error::corrupt(&e.path, file_len, kind));
+    }
     let clen = usize::try_from(ah.compressed_len)
         .map_err(|_| Error::invalid("archive block too large"))?;
     let mut block = vec![0u8; clen];
@@ -559,32 +631,25 @@ fn decompress(file: &File, e: &ArchivedSegment, header: &[u8]) -> Result<Mapping
         };
         return Err(Error::corrupt(&e.path, BLOCK_AT as u64, kind));
     }
-    let map = Mapping::anonymous(e.capacity).map_err(|err| Error::io("mmap", &e.path, err))?;
-    let body_len = ah.raw_len - SEGMENT_HEADER_LEN as u64;
-    // SAFETY: the mapping was just created and is not shared with anyone yet, so this thread
-    // owns every byte of it.
-    let out = unsafe { map.bytes_mut(SEGMENT_HEADER_LEN as u64, body_len) };
-    let Some(out) = out else {
-        let kind = CorruptionKind::BadHeaderField {
-            field: "raw_len",
-            value: ah.raw_len,
-        };
-        return Err(Error::corrupt(&e.path, 16, kind));
-    };
-    let n = lz4_flex::block::decompress_into(&block, out).map_err(|err| {
+    Ok((ah, block))
+}
+
+/// Decompresses LZ4 `block` of archive file `e` into `out`, which it must fill exactly
+/// (bytes 128..raw_len of the segment).
+fn decompress_block(e: &ArchivedSegment, block: &[u8], out: &mut [u8]) -> Result<()> {
+    let want = out.len();
+    let n = lz4_flex::block::decompress_into(block, out).map_err(|err| {
         Error::io(
             "decompress",
             &e.path,
             std::io::Error::new(std::io::ErrorKind::InvalidData, err),
         )
     })?;
-    if n as u64 != body_len {
+    if n != want {
         let kind = CorruptionKind::Truncated {
             what: "archive block (decompressed short)",
         };
         return Err(Error::corrupt(&e.path, BLOCK_AT as u64, kind));
     }
-    // SAFETY: as above: the mapping is still private to this thread.
-    unsafe { map.write(0, header) };
-    Ok(map)
+    Ok(())
 }

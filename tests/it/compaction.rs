@@ -643,3 +643,212 @@ fn snapshot(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// Every record `inspect::dump` gives from `from`, as `(seq, payload)`, padding left out.
+fn dumped(dir: &std::path::Path, from: u64) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    mmlog::inspect::dump(dir, from, 0, |r| {
+        if !r.padding {
+            out.push((r.seq, r.payload.to_vec()));
+        }
+        true
+    })
+    .unwrap();
+    out
+}
+
+/// Every record `Log::read_from(from)` gives, as `(seq, payload)`.
+fn read_through(log: &Log, from: u64) -> Vec<(u64, Vec<u8>)> {
+    let mut r = log.read_from(from).unwrap();
+    let mut out = Vec::new();
+    while let Some(rec) = r.next() {
+        let rec = rec.unwrap();
+        out.push((rec.seq(), rec.payload().to_vec()));
+    }
+    out
+}
+
+/// Every record a `Follower` from `from` gives in polls until one finds nothing.
+fn followed(follower: &mut mmlog::inspect::Follower) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    loop {
+        let n = follower
+            .poll(|r| {
+                if !r.padding {
+                    out.push((r.seq, r.payload.to_vec()));
+                }
+                true
+            })
+            .unwrap();
+        if n == 0 {
+            return out;
+        }
+    }
+}
+
+/// The read-only `inspect::dump` and `Follower` read archived segments (moved, or
+/// compressed and decompressed in memory) before the live ones, as `Log::read_from` does.
+#[test]
+fn inspect_dump_and_follower_read_through_the_archive() {
+    for mode in [ArchiveMode::Move, ArchiveMode::Compress] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = || small(Retention::default().archive(mode));
+        let log = open(dir.path(), opts());
+        append_n(&log, 2000);
+        log.checkpoint(1500, b"s").unwrap();
+        // A follower inside the first live segment: compaction archives it under its feet.
+        let mut behind = mmlog::inspect::Follower::new(dir.path(), 0).unwrap();
+        let mut behind_got = Vec::new();
+        behind
+            .poll(|r| {
+                behind_got.push((r.seq, r.payload.to_vec()));
+                behind_got.len() < 3
+            })
+            .unwrap();
+        let report = log.compact().unwrap();
+        assert!(report.segments_archived > 10, "{mode:?}: {report:?}");
+        let first_live = log.stats().first_seq;
+        assert!(first_live > 1000, "{mode:?}");
+
+        let all = read_through(&log, 0);
+        assert_eq!(all.len(), 2000);
+        assert_eq!(dumped(dir.path(), 0), all, "{mode:?}");
+        for from in [1, 333, first_live - 1, first_live, 1999, 2000, 5000] {
+            assert_eq!(
+                dumped(dir.path(), from),
+                all[(from.min(2000)) as usize..].to_vec(),
+                "{mode:?} from {from}"
+            );
+        }
+        // Where each record comes from: archived segments by id, then live ones.
+        let (archived, _) = log.archived_segments().unwrap();
+        let mut segs = Vec::new();
+        mmlog::inspect::dump(dir.path(), 0, 0, |r| {
+            if segs.last() != Some(&r.segment_id) {
+                segs.push(r.segment_id);
+            }
+            true
+        })
+        .unwrap();
+        assert_eq!(
+            segs[..archived.len()],
+            archived.iter().map(|a| a.id).collect::<Vec<_>>()[..]
+        );
+        // A dump stopped by its callback in the archive stops there.
+        let mut n = 0;
+        mmlog::inspect::dump(dir.path(), 10, 0, |r| {
+            assert_eq!(r.seq, 10 + n);
+            n += 1;
+            n < 5
+        })
+        .unwrap();
+        assert_eq!(n, 5);
+
+        // Followers: from an archived record through the archive into the live log, and
+        // one that fell behind compaction finds the rest in the archive.
+        let mut f = mmlog::inspect::Follower::new(dir.path(), 0).unwrap();
+        assert_eq!(followed(&mut f), all, "{mode:?}");
+        assert_eq!(f.next_seq(), 2000);
+        let mut mid = mmlog::inspect::Follower::new(dir.path(), 777).unwrap();
+        assert_eq!(followed(&mut mid), all[777..].to_vec(), "{mode:?}");
+        behind_got.extend(followed(&mut behind));
+        assert_eq!(behind_got, all, "{mode:?}");
+        append_n(&log, 10);
+        let more = followed(&mut f);
+        assert_eq!(
+            more.iter().map(|r| r.0).collect::<Vec<_>>(),
+            (2000..2010).collect::<Vec<_>>()
+        );
+        log.close().unwrap();
+        // Closed, and reopened: the same.
+        let all = {
+            let log = open(dir.path(), opts());
+            let all = read_through(&log, 0);
+            log.close().unwrap();
+            all
+        };
+        assert_eq!(dumped(dir.path(), 0), all, "{mode:?} after reopen");
+    }
+}
+
+/// A hole in the archive is an error naming the file after it, after the records before it;
+/// damage in an archived segment is an error naming that file; neither is a silent gap.
+#[test]
+fn inspect_dump_reports_holes_and_damage_in_the_archive() {
+    for mode in [ArchiveMode::Move, ArchiveMode::Compress] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), small(Retention::default().archive(mode)));
+        append_n(&log, 2000);
+        log.checkpoint(1500, b"s").unwrap();
+        log.compact().unwrap();
+        let (archived, _) = log.archived_segments().unwrap();
+        log.close().unwrap();
+
+        // Damage in the middle of the third archived segment's file.
+        let victim = &archived[2];
+        let original = std::fs::read(&victim.path).unwrap();
+        let mut bytes = original.clone();
+        let at = match mode {
+            ArchiveMode::Compress => bytes.len() / 2,
+            // In the frames of a moved segment (its end is zeros).
+            _ => 128 + 200,
+        };
+        bytes[at] ^= 0x40;
+        std::fs::write(&victim.path, &bytes).unwrap();
+        let mut seen = Vec::new();
+        let err = mmlog::inspect::dump(dir.path(), 0, 0, |r| {
+            seen.push(r.seq);
+            true
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { path, .. } if *path == victim.path),
+            "{mode:?}: {err}"
+        );
+        // Everything before the damaged segment came first (and, moved, the frames of it
+        // before the damaged one).
+        assert!(
+            seen.len() as u64 >= victim.base_seq,
+            "{mode:?}: {}",
+            seen.len()
+        );
+        assert_eq!(seen, (0..seen.len() as u64).collect::<Vec<_>>());
+        let err = mmlog::inspect::Follower::new(dir.path(), victim.base_seq)
+            .and_then(|mut f| f.poll(|_| true))
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { path, .. } if *path == victim.path),
+            "{mode:?}: {err}"
+        );
+        // Past it, the rest reads.
+        assert_eq!(
+            dumped(dir.path(), victim.end_seq()).len() as u64,
+            2000 - victim.end_seq()
+        );
+        std::fs::write(&victim.path, &original).unwrap();
+
+        // A missing archived segment: the records before it, then an error naming the next.
+        std::fs::remove_file(&archived[3].path).unwrap();
+        let mut seen = 0u64;
+        let err = mmlog::inspect::dump(dir.path(), 0, 0, |_| {
+            seen += 1;
+            true
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { path, kind: mmlog::CorruptionKind::MissingSegment { segment_id: 3 }, .. }
+                if *path == archived[4].path),
+            "{mode:?}: {err}"
+        );
+        assert_eq!(seen, archived[3].base_seq);
+        // Asking for records in the hole fails at once; after it, they read.
+        let in_hole = archived[3].base_seq + 1;
+        assert!(mmlog::inspect::dump(dir.path(), in_hole, 0, |_| true).is_err());
+        assert!(mmlog::inspect::Follower::new(dir.path(), in_hole).is_err());
+        let mut f = mmlog::inspect::Follower::new(dir.path(), 0).unwrap();
+        assert!(f.poll(|_| true).is_err(), "{mode:?}");
+        assert_eq!(f.next_seq(), archived[3].base_seq);
+        let after = archived[4].base_seq;
+        assert_eq!(dumped(dir.path(), after).len() as u64, 2000 - after);
+    }
+}

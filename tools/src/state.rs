@@ -1,6 +1,7 @@
 //! `mmlog state DIR --at TIME | --seq N`: the event store's state at a point of its past,
 //! rebuilt read-only from the files (the newest usable snapshot at or before the point, then
-//! the events after it). Safe on a log another process is writing: no lock, nothing written.
+//! the events after it, read through the archive when compaction archived them). Safe on a
+//! log another process is writing: no lock, nothing written.
 
 use std::path::{Path, PathBuf};
 
@@ -123,15 +124,21 @@ fn rebuild(dir: &Path, found: &Inspection, point: Point) -> CmdResult<Rebuilt> {
         Point::Seq(n) => n >= from,
         Point::Time(_) => true,
     };
-    if from < found.first_seq && needs_gap {
+    // The events from `from` on are read from the archive when compaction archived them.
+    let first = found.first_readable_seq();
+    if from < first && needs_gap {
         let covered = match &snapshot {
             Some(c) => format!("the newest usable snapshot covers records up to {}", c.seq),
             None => "no usable snapshot covers them".to_string(),
         };
+        let kept = if first < found.first_seq {
+            "the log and its archive start"
+        } else {
+            "the log starts"
+        };
         return Err(Failure::usage(format!(
-            "cannot rebuild the state: the log starts at record {} (the records before were \
-             compacted away) and {covered}",
-            found.first_seq
+            "cannot rebuild the state: {kept} at record {first} (the records before were \
+             compacted away) and {covered}"
         )));
     }
     let mut rebuilt = Rebuilt {

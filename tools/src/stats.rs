@@ -1,4 +1,6 @@
 //! `mmlog stats DIR`: what a log holds, from segment seals and a scan of the unsealed tail.
+//! `records`, `first_seq` and `next_seq` describe the live segments; the archive (segments
+//! compaction moved or compressed into `archive/`) is summarised apart, with its own count.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -116,10 +118,16 @@ fn to_text(dir: &Path, ins: &Inspection, t: &Totals, findings: &[Finding<'_>]) -
         let _ = write!(s, ", {} with a damaged header", t.damaged);
     }
     s.push('\n');
+    // `records` counts the live segments; the archive's are counted on its own line.
+    let in_live = if archived_records(ins) > 0 {
+        " in the live log"
+    } else {
+        ""
+    };
     if ins.next_seq > ins.first_seq {
         let _ = write!(
             s,
-            "records      {} (sequence numbers {} to {})",
+            "records      {}{in_live} (sequence numbers {} to {})",
             count(ins.records),
             count(ins.first_seq),
             count(ins.next_seq - 1)
@@ -129,7 +137,7 @@ fn to_text(dir: &Path, ins: &Inspection, t: &Totals, findings: &[Finding<'_>]) -
         }
         s.push('\n');
     } else {
-        let _ = writeln!(s, "records      0");
+        let _ = writeln!(s, "records      0{in_live}");
     }
     let _ = writeln!(s, "next seq     {}", count(ins.next_seq));
     let pct = if t.bytes_allocated > 0 {
@@ -180,16 +188,27 @@ fn to_text(dir: &Path, ins: &Inspection, t: &Totals, findings: &[Finding<'_>]) -
             .collect();
         let _ = writeln!(s, "consumers    {}", list.join(", "));
     }
-    if let (Some(first), Some(last)) = (ins.archive.first(), ins.archive.last()) {
-        let compressed = ins.archive.iter().filter(|a| a.compressed).count();
-        let on_disk: u64 = ins.archive.iter().map(|a| a.file_bytes).sum();
+    let archived: Vec<_> = ins.archive_before_live().collect();
+    if let (Some(first), Some(last)) = (archived.first(), archived.last()) {
+        let compressed = archived.iter().filter(|a| a.compressed).count();
+        let on_disk: u64 = archived.iter().map(|a| a.file_bytes).sum();
         let _ = writeln!(
             s,
-            "archive      {} segments ({compressed} compressed), records {} to {}, {} on disk",
-            ins.archive.len(),
+            "archive      {} segments ({compressed} compressed): {} records (sequence numbers \
+             {} to {}), {} on disk",
+            archived.len(),
+            count(archived_records(ins)),
             count(first.base_seq),
             count(last.end_seq().saturating_sub(1)),
             bytes(on_disk)
+        );
+    }
+    let leftovers = ins.archive.len() - archived.len();
+    if leftovers > 0 {
+        let _ = writeln!(
+            s,
+            "             and {leftovers} archived copies of live segments, left by an \
+             interrupted compaction (removed when the log is next opened)"
         );
     }
     if findings.is_empty() {
@@ -205,6 +224,11 @@ fn to_text(dir: &Path, ins: &Inspection, t: &Totals, findings: &[Finding<'_>]) -
         }
     }
     s
+}
+
+/// Records in the archived segments that come before the live log.
+fn archived_records(ins: &Inspection) -> u64 {
+    ins.archive_before_live().map(|a| a.record_count).sum()
 }
 
 fn to_json(dir: &Path, ins: &Inspection, t: &Totals, findings: &[Finding<'_>]) -> Value {
@@ -236,6 +260,8 @@ fn to_json(dir: &Path, ins: &Inspection, t: &Totals, findings: &[Finding<'_>]) -
         },
         "records": ins.records,
         "padding_records": t.padding,
+        "archived_records": archived_records(ins),
+        "first_readable_seq": ins.first_readable_seq(),
         "first_seq": ins.first_seq,
         "next_seq": ins.next_seq,
         "bytes_used": t.bytes_used,

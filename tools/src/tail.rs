@@ -20,7 +20,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 pub struct TailArgs {
     /// The log directory.
     pub dir: std::path::PathBuf,
-    /// Start at sequence number SEQ instead of the last `--lines` records.
+    /// Start at sequence number SEQ instead of the last `--lines` records (in the archive,
+    /// when compaction archived it).
     #[arg(long, value_name = "SEQ")]
     pub from: Option<u64>,
     /// How many of the last records to print (without `--from`).

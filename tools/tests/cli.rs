@@ -324,6 +324,15 @@ fn small_demo_passes() {
         &now_ns,
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // The demo archives its early events: `state` reads them through the archive.
+    let o = mmlog(&[
+        "state",
+        dir.join("events").to_str().unwrap(),
+        "--seq",
+        "100",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("version: 100\n"), "{}", stdout(&o));
     // A second run replaces the logs it left.
     let o = mmlog(&[
         "demo",
