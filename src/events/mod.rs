@@ -27,6 +27,7 @@
 //! ```
 
 mod event;
+mod liveness;
 mod migration;
 mod projection;
 mod state;

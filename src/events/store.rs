@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use uuid::Uuid;
 
 use super::event::{self, Event, EventRef, StoredEvent};
+use super::liveness::{Claim, Liveness};
 use super::projection::{Projection, ReadModel};
 use super::state::{Item, State};
 use super::table::TableBuilder;
@@ -119,6 +120,8 @@ struct Inner {
     log: Arc<Log>,
     options: EventStoreOptions,
     cache: ArcSwap<Cached>,
+    /// The items this store's appends touched that the cache may not cover yet.
+    liveness: Liveness,
     /// Serializes catching up (readers that find the cache fresh never take it).
     catch_up: Mutex<()>,
     /// The snapshots time travel read last, newest use last: the next query from one of
@@ -180,6 +183,7 @@ impl EventStore {
                 last_ts,
             }),
             snapshots_read: Mutex::new(Vec::new()),
+            liveness: Liveness::default(),
             catch_up: Mutex::new(()),
             last_snapshot: Mutex::new((snapshot, Instant::now())),
             snapshots_taken: AtomicU64::new(0),
@@ -202,7 +206,14 @@ impl EventStore {
     /// Appends `event`; returns its sequence number. Never waits for a lock; with
     /// `Durability::Immediate` it returns once the event is durable.
     pub fn append(&self, event: &Event) -> Result<u64> {
-        self.inner.log.append(&event::encode(event)?)
+        let seq = self.inner.log.append(&event::encode(event)?)?;
+        match event {
+            Event::DataWritten { item_id, .. } => self.inner.liveness.appended(*item_id, true, seq),
+            Event::DataRemoved { item_id, .. } => {
+                self.inner.liveness.appended(*item_id, false, seq)
+            }
+        }
+        Ok(seq)
     }
 
     /// Writes `data` as a new item (a DataWritten event); returns its sequence number and the
@@ -213,18 +224,43 @@ impl EventStore {
             self.inner
                 .log
                 .append(&event::encode_written(writer_id, item_id, data.as_ref())?)?;
+        self.inner.liveness.written_hint(item_id, seq);
         Ok((seq, item_id))
     }
 
     /// Removes item `item_id` (a DataRemoved event); returns the event's sequence number.
     /// Fails with [`Error::NoSuchItem`] if the item is not live as of every event committed
-    /// before the call. (Two writers racing to remove the same item may both succeed; the
-    /// state applies the first removal.)
+    /// before the call, or if another removal of it won the race: of two writers removing
+    /// the same item at once, exactly one succeeds. It rarely waits for the cached state to
+    /// catch up: the store records the items its own appends touch, and only an item it has
+    /// no record of and the cache does not have yet costs a strong read. (Events appended
+    /// with `store.log().append` directly bypass that record.)
     pub fn remove(&self, writer_id: u32, item_id: Uuid) -> Result<u64> {
-        if self.read(Consistency::Strong)?.data(&item_id).is_none() {
-            return Err(Error::NoSuchItem { item_id });
-        }
-        self.append(&Event::DataRemoved { writer_id, item_id })
+        let inner = &self.inner;
+        let live_in_cache = || inner.cache.load().state.get(&item_id).is_some();
+        let before = match inner.liveness.claim_removal(item_id, live_in_cache) {
+            Claim::Claimed(before) => before,
+            Claim::Removed => return Err(Error::NoSuchItem { item_id }),
+            Claim::NotFound => {
+                // Perhaps newer than the cache: ask a state that has every event committed.
+                let now = self.read(Consistency::Strong)?;
+                match inner
+                    .liveness
+                    .claim_removal(item_id, || now.get(&item_id).is_some())
+                {
+                    Claim::Claimed(before) => before,
+                    Claim::Removed | Claim::NotFound => {
+                        return Err(Error::NoSuchItem { item_id });
+                    }
+                }
+            }
+        };
+        let appended = event::encode(&Event::DataRemoved { writer_id, item_id })
+            .and_then(|bytes| inner.log.append(&bytes));
+        inner
+            .liveness
+            .settle_removal(item_id, before, appended.as_ref().ok().copied());
+        appended
     }
 
     /// The sequence number of the last committed event (`None`: none yet).
@@ -427,6 +463,8 @@ impl Inner {
             last_ts: last_ts.unwrap_or(cached.last_ts),
         });
         self.cache.store(Arc::clone(&fresh));
+        // Published first: whoever no longer finds an item here finds it in the cache.
+        self.liveness.forget_up_to(end);
         Ok(view(&fresh))
     }
 

@@ -768,3 +768,71 @@ fn storage_stays_bounded_and_archived_events_still_answer() {
     let history = store.history(first.unwrap()).unwrap();
     assert_eq!(history.first().map(|e| e.seq()), Some(0));
 }
+
+/// Removals need no catch-up of the cached state and race cleanly: of several threads
+/// removing the same items at once, exactly one removal of each item succeeds, the others
+/// get `NoSuchItem`, and every item written by one thread can be removed by another as soon
+/// as its write returned.
+#[test]
+fn racing_removals_of_an_item_exactly_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open_with(
+        dir.path(),
+        small(),
+        EventStoreOptions {
+            refresh_every: Duration::from_secs(3600),
+            ..EventStoreOptions::default()
+        },
+    )
+    .unwrap();
+    // Items written before the store was reopened are judged by the cached state.
+    let old: Vec<uuid::Uuid> = (0..200)
+        .map(|i| store.write(1, format!("old {i}")).unwrap().1)
+        .collect();
+    store.close().unwrap();
+    let store = EventStore::open(dir.path(), small()).unwrap();
+    let new: Vec<uuid::Uuid> = (0..200)
+        .map(|i| store.write(2, format!("new {i}")).unwrap().1)
+        .collect();
+    let all: Vec<uuid::Uuid> = old.iter().chain(&new).copied().collect();
+    let wins = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            let (store, all, wins) = (&store, &all, &wins);
+            s.spawn(move || {
+                for id in all {
+                    match store.remove(10 + t, *id) {
+                        Ok(_) => {
+                            wins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(Error::NoSuchItem { item_id }) => assert_eq!(item_id, *id),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(wins.into_inner(), all.len(), "one removal per item");
+    let removals = store
+        .events_from(0)
+        .unwrap()
+        .filter(|e| matches!(e.as_ref().unwrap().event(), Event::DataRemoved { .. }))
+        .count();
+    assert_eq!(removals, all.len(), "no duplicate DataRemoved event");
+    assert_eq!(store.read(Consistency::Strong).unwrap().len(), 0);
+    // Writer and remover in different threads, back to back.
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let store = &store;
+        s.spawn(move || {
+            for i in 0..500 {
+                tx.send(store.write(3, format!("handed over {i}")).unwrap().1)
+                    .unwrap();
+            }
+        });
+        for id in rx {
+            store.remove(4, id).unwrap();
+        }
+    });
+    assert_eq!(store.read(Consistency::Strong).unwrap().len(), 0);
+}
