@@ -1,6 +1,7 @@
 //! The `mmlog` command-line tool: a guided demo of the engine, and read-only inspection
 //! (`stats`, `dump`, `verify`) that is safe to run on a log another process is writing.
 
+mod bench;
 mod compact;
 mod demo;
 mod dump;
@@ -43,6 +44,10 @@ enum Command {
     /// migration), then the engine underneath (throughput, group commit, seeks, compaction,
     /// a SIGKILL crash and recovery), ending with the spec's comparison matrix, measured.
     Demo(demo::DemoArgs),
+    /// Measure on this machine: the spec's scenarios (spec1, spec2, spec3) on the event store
+    /// side by side with a RwLock store, and the engine's appends and read-back; throughput
+    /// and latency percentiles (p50, p99, p99.9, max), then the spec's comparison matrix.
+    Bench(bench::BenchArgs),
     /// Summarise a log: segments, records, sequence numbers, bytes, time range, lock.
     Stats {
         /// The log directory.
@@ -51,7 +56,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print records, one line each: seq, time, segment, offset, length, payload.
+    /// Print records, one line each: seq, time, segment, offset, length, payload. Records
+    /// that compaction archived come first, read from `archive/` (decompressed if need be).
     Dump {
         /// The log directory.
         dir: PathBuf,
@@ -81,7 +87,8 @@ enum Command {
     /// keep printing new records as they are committed, like `tail -f`.
     Tail(tail::TailArgs),
     /// The event store's state at a point of its past (--seq N or --at TIME), rebuilt
-    /// read-only from the newest snapshot at or before it and the events after that.
+    /// read-only from the newest snapshot at or before it and the events after that (read
+    /// through the archive when compaction archived them).
     State(state::StateArgs),
     /// Check every CRC and the structure of a log. Exit 0 if clean (a torn tail that recovery
     /// would cut off is only a warning), 1 if corrupt, 2 if the log cannot be read.
@@ -127,6 +134,7 @@ fn run(cli: Cli) -> CmdResult {
     progress::set_quiet(cli.quiet);
     match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Stats { dir, json } => stats::run(&dir, json),
         Command::Dump {
             dir,

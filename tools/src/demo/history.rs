@@ -223,10 +223,14 @@ pub fn step_5(store: &EventStore, summary: &mut Summary) -> CmdResult {
     let report = store.log().compact()?;
     let after = store.log().disk_usage();
     let (archived, damaged) = store.log().archived_segments()?;
-    if report.segments_archived == 0 && report.held_by == Some(mmlog::HeldBy::Retention) {
+    let too_young = matches!(
+        report.held_by,
+        Some(mmlog::HeldBy::Retention | mmlog::HeldBy::Unsealed)
+    );
+    if report.segments_archived == 0 && too_young {
         say!(
             "    nothing to archive yet: all {} events fit in the recent window the retention \
-             keeps (run with more --events)",
+             keeps or in the segment still being written (run with more --events)",
             count(all_before as u64)
         );
         summary.add("5. archive", "nothing old enough to archive".into());

@@ -13,6 +13,7 @@ mod group_commit;
 mod history;
 mod seek;
 mod spec;
+pub mod stores;
 mod throughput;
 mod workdir;
 
@@ -178,6 +179,11 @@ impl SplitMix {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+
+    /// A value in `0..n` (`n` > 0; the modulo bias is irrelevant here).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 }
 

@@ -17,6 +17,7 @@ use mmlog::events::{
 };
 use uuid::Uuid;
 
+use super::stores::Store;
 use super::{Matrix, Summary, percentile};
 use crate::failure::{CmdResult, Failure};
 use crate::output::say;
@@ -35,50 +36,6 @@ const S2_BURST: u64 = 10;
 const S2_PAUSE: Duration = Duration::from_millis(1);
 /// The staleness bound of scenario 2's bounded reader.
 pub const S2_BOUND: Duration = Duration::from_millis(10);
-
-/// The two stores behind one interface, so both run the very same code.
-trait Store: Sync {
-    fn name(&self) -> &'static str;
-    fn put(&self, writer: u32, data: String) -> CmdResult<Uuid>;
-    fn remove(&self, writer: u32, id: Uuid) -> CmdResult;
-    fn get(&self, id: &Uuid) -> bool;
-}
-
-impl Store for LockedStore {
-    fn name(&self) -> &'static str {
-        "locked"
-    }
-    fn put(&self, writer: u32, data: String) -> CmdResult<Uuid> {
-        Ok(self.write(writer, data))
-    }
-    fn remove(&self, _writer: u32, id: Uuid) -> CmdResult {
-        if LockedStore::remove(self, &id) {
-            Ok(())
-        } else {
-            Err(Failure::check(format!("locked store: {id} was not there")))
-        }
-    }
-    fn get(&self, id: &Uuid) -> bool {
-        LockedStore::get(self, id).is_some()
-    }
-}
-
-impl Store for EventStore {
-    fn name(&self) -> &'static str {
-        "events"
-    }
-    fn put(&self, writer: u32, data: String) -> CmdResult<Uuid> {
-        Ok(self.write(writer, data)?.1)
-    }
-    fn remove(&self, writer: u32, id: Uuid) -> CmdResult {
-        EventStore::remove(self, writer, id)?;
-        Ok(())
-    }
-    fn get(&self, id: &Uuid) -> bool {
-        self.read(Consistency::Eventual)
-            .is_ok_and(|s| s.data(id).is_some())
-    }
-}
 
 /// What one store did under scenario 1.
 pub struct S1Run {
@@ -262,7 +219,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// segments to move, and a recent window of 2,000 events kept live.
 pub fn events_options() -> mmlog::Options {
     mmlog::Options::default()
-        .segment_size(64 << 10)
+        .segment_size(1 << 20)
         .durability(mmlog::Durability::Buffered)
         .retention(
             mmlog::Retention::default()
@@ -315,7 +272,7 @@ pub fn step_1(
     );
     say!("            write {}", lat(&e.writes));
     say!(
-        "            remove {} (a strong read first: the item must be live)",
+        "            remove {} (checked live against the store's record of its own appends, else the cache)",
         lat(&e.removes)
     );
 
