@@ -164,6 +164,10 @@ fn write_zeros(file: &File, len: u64) -> io::Result<()> {
     w.flush()
 }
 
+/// How long [`acquire_lock`] waits for a lock that this very process last held.
+const OWN_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(250);
+const OWN_LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Opens (creating if needed) `<dir>/LOCK` and takes an exclusive, non-blocking `flock` on it.
 /// The lock is released when the returned file is closed, including when the process dies.
 pub(crate) fn acquire_lock(dir: &Path) -> Result<File> {
@@ -176,21 +180,33 @@ pub(crate) fn acquire_lock(dir: &Path) -> Result<File> {
         .mode(0o600)
         .open(&path)
         .map_err(|e| Error::io("open lock file", &path, e))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut buf = [0u8; lock_file::LOCK_FILE_LEN];
-            let owner_pid = file
-                .read_exact_at(&mut buf, 0)
-                .ok()
-                .and_then(|()| lock_file::decode(&buf).ok())
-                .map(|o| o.pid);
-            return Err(Error::Locked {
-                path: dir.to_path_buf(),
-                owner_pid,
-            });
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut buf = [0u8; lock_file::LOCK_FILE_LEN];
+                let owner_pid = file
+                    .read_exact_at(&mut buf, 0)
+                    .ok()
+                    .and_then(|()| lock_file::decode(&buf).ok())
+                    .map(|o| o.pid);
+                // A lock that this process released can stay held for a moment: a child
+                // that another thread forked holds a copy of the descriptor until it runs
+                // its new program. Wait that moment out rather than report a lock that is
+                // going away; a handle this process really holds is still reported.
+                if owner_pid == Some(std::process::id()) && waited < OWN_LOCK_PATIENCE {
+                    std::thread::sleep(OWN_LOCK_POLL);
+                    waited += OWN_LOCK_POLL;
+                    continue;
+                }
+                return Err(Error::Locked {
+                    path: dir.to_path_buf(),
+                    owner_pid,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
     }
     let owner = LockOwner {
         pid: std::process::id(),

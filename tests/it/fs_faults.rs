@@ -162,3 +162,38 @@ fn another_process_holding_the_lock_gets_locked() {
     let _ = child.wait();
     assert!(matches!(result, Err(Error::Locked { .. })), "{result:?}");
 }
+
+/// Closing a log while another thread starts a child process, then reopening it at once:
+/// the child holds a copy of the lock's descriptor from its fork until it runs its program,
+/// and the reopen must wait that out rather than fail with `Locked`.
+#[test]
+fn reopen_while_a_forked_child_still_holds_the_lock_descriptor() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let log = mmlog::Log::open(dir.path(), mmlog::Options::default()).unwrap();
+    log.append(b"kept").unwrap();
+    // Another thread starts a child that pauses between its fork and its exec.
+    let spawner = std::thread::spawn(|| {
+        let mut child = std::process::Command::new("true");
+        // SAFETY: the hook runs in the child between fork and exec and only sleeps
+        // (nanosleep is async-signal-safe); it allocates nothing and takes no lock.
+        unsafe {
+            child.pre_exec(|| {
+                let pause = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 150_000_000,
+                };
+                libc::nanosleep(&pause, std::ptr::null_mut());
+                Ok(())
+            });
+        }
+        child.spawn().unwrap().wait().unwrap()
+    });
+    // Well inside the child's pause.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    log.close().unwrap();
+    let reopened = mmlog::Log::open(dir.path(), mmlog::Options::default());
+    assert!(spawner.join().unwrap().success());
+    let reopened = reopened.expect("the lock of a closed log is free once the child execs");
+    assert_eq!(reopened.last_seq(), Some(0));
+}
