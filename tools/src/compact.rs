@@ -152,11 +152,20 @@ struct Outcome {
 
 fn run(dir: &Path, keep: &KeepArgs, mode: ArchiveMode) -> CmdResult {
     let retention = keep.retention(mode);
-    let outcome = if keep.dry_run {
-        planned(mmlog::inspect::compaction_plan(dir, &retention)?)
+    let working = crate::progress::spinner(if keep.dry_run {
+        "planning"
     } else {
-        performed(dir, retention, mode)?
+        "compacting"
+    });
+    let outcome = if keep.dry_run {
+        mmlog::inspect::compaction_plan(dir, &retention)
+            .map_err(Into::into)
+            .map(planned)
+    } else {
+        performed(dir, retention, mode)
     };
+    working.finish_and_clear();
+    let outcome = outcome?;
     let text = if keep.json {
         let v = to_json(dir, keep, &outcome);
         serde_json::to_string_pretty(&v)

@@ -33,3 +33,19 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
         .with_style(style)
         .with_message(what.to_owned())
 }
+
+/// A spinner with the elapsed time, for work whose size is not known up front (a deep
+/// verification, a compaction, a replay); hidden like [`bar`]. Call `finish_and_clear` when
+/// done.
+pub fn spinner(what: &str) -> ProgressBar {
+    if quiet() || !std::io::stdout().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let style = ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let spinner = ProgressBar::new_spinner()
+        .with_style(style)
+        .with_message(what.to_owned());
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    spinner
+}

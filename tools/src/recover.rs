@@ -33,8 +33,17 @@ pub struct RecoverArgs {
 /// 1 when the log holds damage that recovery refuses to repair (the error names the file
 /// and offset), 2 when it cannot be opened (locked, not a log, newer version, I/O).
 pub fn run(args: &RecoverArgs) -> CmdResult {
+    let working = crate::progress::spinner("recovering");
+    let outcome = recover(args);
+    working.finish_and_clear();
+    let (report, lock) = outcome?;
+    finish(args, &report, lock)
+}
+
+/// Runs recovery (or its assessment): the report, and who holds the lock.
+fn recover(args: &RecoverArgs) -> CmdResult<(mmlog::RecoveryReport, Option<(u32, bool)>)> {
     let dir = &args.dir;
-    let (report, lock) = if args.dry_run {
+    Ok(if args.dry_run {
         let plan = mmlog::inspect::recovery_plan(dir)?;
         (plan.report, plan.lock_owner)
     } else {
@@ -42,9 +51,18 @@ pub fn run(args: &RecoverArgs) -> CmdResult {
         let report = log.recovery_report().clone();
         log.close()?;
         (report, None)
-    };
+    })
+}
+
+/// Prints what recovery did (or would do).
+fn finish(
+    args: &RecoverArgs,
+    report: &mmlog::RecoveryReport,
+    lock: Option<(u32, bool)>,
+) -> CmdResult {
+    let dir = &args.dir;
     let text = if args.json {
-        let mut v = report_json(&report);
+        let mut v = report_json(report);
         v["dir"] = json!(dir.display().to_string());
         v["dry_run"] = json!(args.dry_run);
         v["result"] = json!(match (report.is_clean(), args.dry_run) {
@@ -56,7 +74,7 @@ pub fn run(args: &RecoverArgs) -> CmdResult {
         serde_json::to_string_pretty(&v)
             .map_err(|e| Failure::usage(format!("encoding JSON: {e}")))?
     } else {
-        to_text(dir, &report, args.dry_run, lock)
+        to_text(dir, report, args.dry_run, lock)
     };
     emit(&text)
 }

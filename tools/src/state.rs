@@ -81,7 +81,10 @@ pub fn run(args: &StateArgs) -> CmdResult {
         (None, None) => return Err(Failure::usage("give --seq N or --at TIME")),
     };
     let found = crate::guard::inspect(&args.dir, false)?;
-    let rebuilt = rebuild(&args.dir, &found, point)?;
+    let working = crate::progress::spinner("rebuilding the state");
+    let rebuilt = rebuild(&args.dir, &found, point);
+    working.finish_and_clear();
+    let rebuilt = rebuilt?;
     let preview = (!args.full).then_some(PAYLOAD_PREVIEW);
     let text = if args.json {
         json_report(&rebuilt, args.limit, preview)

@@ -14,7 +14,10 @@ use crate::render::count;
 /// Runs `mmlog verify`: succeeds when the log is clean or only has a torn tail, fails with
 /// exit code 1 when it is corrupt (after printing every problem).
 pub fn run(dir: &Path, as_json: bool) -> CmdResult {
-    let ins = crate::guard::inspect(dir, true)?;
+    let working = crate::progress::spinner("verifying every frame and checkpoint");
+    let ins = crate::guard::inspect(dir, true);
+    working.finish_and_clear();
+    let ins = ins?;
     let findings = judge(&ins);
     let corrupt = findings.iter().filter(|f| !f.torn_tail).count();
     let text = if as_json {
