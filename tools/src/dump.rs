@@ -121,7 +121,7 @@ fn text_line(rec: &DumpRecord<'_>, preview: Option<usize>) -> String {
         render::payload(rec.payload, preview).for_humans()
     };
     format!(
-        "seq={} time={} seg={} off={} len={} {body}",
+        "{} time={} seg={} off={} len={} {body}",
         rec.seq,
         format_ns(rec.timestamp_ns),
         rec.segment_id,
@@ -168,7 +168,7 @@ pub fn truncated(data: &str, preview: Option<usize>) -> (&str, usize) {
 }
 
 fn event_text_line(rec: &DumpRecord<'_>, preview: Option<usize>) -> String {
-    let head = format!("seq={} time={}", rec.seq, format_ns(rec.timestamp_ns));
+    let head = format!("{} time={}", rec.seq, format_ns(rec.timestamp_ns));
     if rec.padding {
         return format!("{head} (padding)");
     }
