@@ -9,7 +9,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::error::{CorruptionKind, Error, Result};
-use crate::format::frame::{self, FrameKind};
+use crate::format::frame::{self, Frame, FrameKind};
 use crate::format::lock_file;
 use crate::format::segment_header::{HeaderState, SEGMENT_HEADER_LEN, Seal, SegmentHeader};
 use crate::log::archive::{Archive, ArchivedSegment};
@@ -127,18 +127,7 @@ const DEEP_INDEX_INTERVAL: u64 = 1 << 16;
 /// their seals.
 pub fn inspect(dir: impl AsRef<Path>, deep: bool) -> Result<Inspection> {
     let dir = dir.as_ref();
-    let segments_dir = dir.join(sfs::SEGMENTS_DIR);
-    if !segments_dir.is_dir() {
-        let reason = if dir.is_dir() {
-            "no segments/ directory"
-        } else {
-            "no such directory"
-        };
-        return Err(Error::NotALog {
-            path: dir.into(),
-            reason: reason.into(),
-        });
-    }
+    let segments_dir = sfs::existing_segments_dir(dir)?;
     let mut out = Inspection {
         lock_owner: lock_owner(dir),
         ..Inspection::default()
@@ -435,6 +424,21 @@ pub struct DumpRecord<'a> {
     pub payload: &'a [u8],
 }
 
+impl<'a> DumpRecord<'a> {
+    /// The record of `frame`, found at `offset` in segment `segment_id`: what [`dump`] and
+    /// [`Follower`] hand out for each frame they read, from a live or an archived segment.
+    fn of_frame(segment_id: u64, offset: u64, frame: &Frame<'a>) -> DumpRecord<'a> {
+        DumpRecord {
+            segment_id,
+            offset,
+            seq: frame.seq,
+            timestamp_ns: frame.timestamp_ns,
+            padding: frame.kind == FrameKind::Padding,
+            payload: frame.payload,
+        }
+    }
+}
+
 /// Calls `each` for every valid frame with `seq >= from_seq` and `timestamp >= since_ns`, in
 /// order, until it returns false: first those of the archive (segments that compaction moved
 /// or compressed into `archive/`; compressed ones are decompressed in memory), then those of
@@ -517,14 +521,7 @@ fn dump_archive(
         let mut go_on = true;
         archived::scan_segment(e, |offset, f| {
             if go_on && f.seq >= from_seq && f.timestamp_ns >= since_ns {
-                go_on = each(&DumpRecord {
-                    segment_id: e.id,
-                    offset,
-                    seq: f.seq,
-                    timestamp_ns: f.timestamp_ns,
-                    padding: f.kind == FrameKind::Padding,
-                    payload: f.payload,
-                });
+                go_on = each(&DumpRecord::of_frame(e.id, offset, f));
             }
         })?;
         if !go_on {
@@ -546,14 +543,7 @@ fn dump_segment(
     let mut go_on = true;
     let out = scan::scan_frames(&mut src, h.base_seq, |offset, f| {
         if go_on && f.seq >= from_seq && f.timestamp_ns >= since_ns {
-            go_on = each(&DumpRecord {
-                segment_id: seg.id,
-                offset,
-                seq: f.seq,
-                timestamp_ns: f.timestamp_ns,
-                padding: f.kind == FrameKind::Padding,
-                payload: f.payload,
-            });
+            go_on = each(&DumpRecord::of_frame(seg.id, offset, f));
         }
     });
     src.finish()?;
@@ -670,18 +660,7 @@ impl Follower {
     /// polls find nothing until it is.
     pub fn new(dir: impl AsRef<Path>, from_seq: u64) -> Result<Follower> {
         let dir = dir.as_ref();
-        let segments_dir = dir.join(sfs::SEGMENTS_DIR);
-        if !segments_dir.is_dir() {
-            let reason = if dir.is_dir() {
-                "no segments/ directory"
-            } else {
-                "no such directory"
-            };
-            return Err(Error::NotALog {
-                path: dir.into(),
-                reason: reason.into(),
-            });
-        }
+        let segments_dir = sfs::existing_segments_dir(dir)?;
         let mut follower = Follower {
             dir: dir.into(),
             segments_dir,
@@ -1010,14 +989,7 @@ fn deliver<S: scan::Source>(
             return;
         }
         if f.seq >= from_seq {
-            go_on = each(&DumpRecord {
-                segment_id: id,
-                offset,
-                seq: f.seq,
-                timestamp_ns: f.timestamp_ns,
-                padding: f.kind == FrameKind::Padding,
-                payload: f.payload,
-            });
+            go_on = each(&DumpRecord::of_frame(id, offset, f));
             *delivered += 1;
         }
         consumed = (offset + f.frame_len, f.seq + 1);

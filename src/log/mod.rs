@@ -593,20 +593,9 @@ fn open_stores(dir: &Path, options: &Options, rec: &mut recovery::Recovered) -> 
     let beyond = checkpoints.remove_beyond(next_seq)?;
     rec.report.removed_files.extend(beyond);
     let archive = Archive::new(dir);
-    match rec.segments.first() {
-        Some(first) => {
-            let leftovers = archive.clean_up(first.id)?;
-            rec.report.removed_files.extend(leftovers);
-        }
-        None => {
-            if let Some(last) = archive.list()?.0.last() {
-                let kind = CorruptionKind::MissingSegment {
-                    segment_id: last.id + 1,
-                };
-                return Err(Error::corrupt(dir.join(sfs::SEGMENTS_DIR), 0, kind));
-            }
-        }
-    }
+    let first_live = rec.segments.first().map(|s| s.id);
+    let leftovers = archive_leftovers(dir, &archive, first_live, Archive::clean_up)?;
+    rec.report.removed_files.extend(leftovers);
     let first_seq = rec.segments.first().map_or(0, |s| s.base_seq);
     let consumers = Consumers::open(dir, first_seq)?;
     rec.report.removed_temporary.extend(temporary);
@@ -615,6 +604,32 @@ fn open_stores(dir: &Path, options: &Options, rec: &mut recovery::Recovered) -> 
         consumers,
         archive,
     })
+}
+
+/// What an interrupted archival left in the `archive` of the log in `dir`, whose first live
+/// segment is `first_live`: found by `leftovers` (removed by [`Archive::clean_up`] at open,
+/// listed by [`Archive::leftovers`] in an assessment), so that [`assess_open`] reports what
+/// [`open_stores`] does. Fails when the log has no live segment while the archive holds some:
+/// compaction always leaves a live segment after the last one it archives, so that one is
+/// missing.
+fn archive_leftovers(
+    dir: &Path,
+    archive: &Archive,
+    first_live: Option<u64>,
+    leftovers: impl FnOnce(&Archive, u64) -> Result<Vec<PathBuf>>,
+) -> Result<Vec<PathBuf>> {
+    if let Some(first) = first_live {
+        return leftovers(archive, first);
+    }
+    match archive.list()?.0.last() {
+        Some(last) => {
+            let kind = CorruptionKind::MissingSegment {
+                segment_id: last.id + 1,
+            };
+            Err(Error::corrupt(dir.join(sfs::SEGMENTS_DIR), 0, kind))
+        }
+        None => Ok(Vec::new()),
+    }
 }
 
 /// What [`Log::open`] would find and do in a log directory, found without doing any of it.
@@ -631,18 +646,7 @@ pub(crate) struct OpenAssessment {
 /// segments it would leave: read-only, without the lock, writing nothing. Fails where `open`
 /// would, and for a directory that is not a log yet (where `open` would create one).
 pub(crate) fn assess_open(dir: &Path) -> Result<OpenAssessment> {
-    let segments_dir = dir.join(sfs::SEGMENTS_DIR);
-    if !segments_dir.is_dir() {
-        let reason = if dir.is_dir() {
-            "no segments/ directory"
-        } else {
-            "no such directory"
-        };
-        return Err(Error::NotALog {
-            path: dir.into(),
-            reason: reason.into(),
-        });
-    }
+    let segments_dir = sfs::existing_segments_dir(dir)?;
     let mut rec = recovery::assess(&segments_dir)?;
     // As `open_stores`, in the same order, reading only.
     let next_seq = rec.report.next_seq;
@@ -651,20 +655,9 @@ pub(crate) fn assess_open(dir: &Path) -> Result<OpenAssessment> {
     let beyond = checkpoints::beyond_in(dir, next_seq)?;
     rec.report.removed_files.extend(beyond);
     let archive = Archive::new(dir);
-    match rec.segments.first() {
-        Some(first) => {
-            let leftovers = archive.leftovers(first.id)?;
-            rec.report.removed_files.extend(leftovers);
-        }
-        None => {
-            if let Some(last) = archive.list()?.0.last() {
-                let kind = CorruptionKind::MissingSegment {
-                    segment_id: last.id + 1,
-                };
-                return Err(Error::corrupt(dir.join(sfs::SEGMENTS_DIR), 0, kind));
-            }
-        }
-    }
+    let first_live = rec.segments.first().map(|s| s.id);
+    let leftovers = archive_leftovers(dir, &archive, first_live, Archive::leftovers)?;
+    rec.report.removed_files.extend(leftovers);
     for (_, position) in consumers::list_dir(dir) {
         position?;
     }

@@ -18,6 +18,26 @@ const TMP_SUFFIX: &str = ".seg.tmp";
 const INDEX_SUFFIX: &str = ".idx";
 const INDEX_TMP_SUFFIX: &str = ".idx.tmp";
 
+/// The segment directory of the log in `dir`, for what reads a log without opening it
+/// (inspection, following, assessing what an open would do), and so must neither create one
+/// nor take a directory without one for a log. Fails with [`Error::NotALog`] when `dir` has
+/// no segment directory.
+pub(crate) fn existing_segments_dir(dir: &Path) -> Result<PathBuf> {
+    let segments_dir = dir.join(SEGMENTS_DIR);
+    if segments_dir.is_dir() {
+        return Ok(segments_dir);
+    }
+    let reason = if dir.is_dir() {
+        "no segments/ directory"
+    } else {
+        "no such directory"
+    };
+    Err(Error::NotALog {
+        path: dir.into(),
+        reason: reason.into(),
+    })
+}
+
 /// Path of segment `id` in `segments_dir`.
 pub(crate) fn segment_path(segments_dir: &Path, id: u64) -> PathBuf {
     segments_dir.join(format!("{id:020}{SEGMENT_SUFFIX}"))

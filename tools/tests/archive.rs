@@ -4,10 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-use mmlog::events::{EventStore, StateView};
+use std::path::Path;
+
+use common::{
+    Summary, expected, json, json_lines, mmlog_in, ok, reported, seg_files, seq_of, state_json,
+    stderr, stdout,
+};
+use mmlog::events::EventStore;
 use mmlog::{ArchiveMode, Options, Retention};
 use serde_json::Value;
 
@@ -15,87 +20,6 @@ use serde_json::Value;
 const EVENTS: u64 = 3000;
 /// Events the retention keeps in the live log.
 const KEEP: u64 = 500;
-
-fn mmlog_in(dir: &Path, args: &[&str]) -> Output {
-    let mut all: Vec<&str> = args.to_vec();
-    all.insert(1, dir.to_str().unwrap());
-    Command::new(env!("CARGO_BIN_EXE_mmlog"))
-        .args(&all)
-        .output()
-        .expect("run mmlog")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Runs mmlog and insists on success.
-fn ok(dir: &Path, args: &[&str]) -> Output {
-    let o = mmlog_in(dir, args);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "mmlog {args:?} failed\nstdout: {}\nstderr: {}",
-        stdout(&o),
-        stderr(&o)
-    );
-    o
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
-}
-
-fn seq_of(line: &str) -> u64 {
-    line.strip_prefix("seq=")
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("not a record line: {line}"))
-}
-
-/// A state as compared: its version, and its items by id (id, writer, seq, data).
-type Summary = (Option<u64>, Vec<(String, u64, u64, String)>);
-
-/// What the library says, in the shape of `state --json`.
-fn expected(view: &StateView) -> Summary {
-    let mut items: Vec<_> = view
-        .state()
-        .items()
-        .map(|(id, it)| {
-            (
-                id.to_string(),
-                u64::from(it.writer_id),
-                it.seq,
-                it.data.to_string(),
-            )
-        })
-        .collect();
-    items.sort();
-    (view.version(), items)
-}
-
-/// What `state --json` says, in the same shape.
-fn reported(v: &Value) -> Summary {
-    let items: Vec<_> = v["listed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|it| {
-            (
-                it["item_id"].as_str().unwrap().to_string(),
-                it["writer_id"].as_u64().unwrap(),
-                it["seq"].as_u64().unwrap(),
-                it["data"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    assert_eq!(v["items"].as_u64().unwrap() as usize, items.len(), "{v}");
-    (v["version"].as_u64(), items)
-}
 
 fn options(mode: ArchiveMode) -> Options {
     Options::default()
@@ -146,16 +70,6 @@ fn archived_store(dir: &Path, mode: ArchiveMode, points: &[u64]) -> Vec<Summary>
     want
 }
 
-fn state_json(dir: &Path, seq: u64) -> Value {
-    let n = seq.to_string();
-    json(&ok(
-        dir,
-        &[
-            "state", "--seq", &n, "--json", "--full", "--limit", "1000000",
-        ],
-    ))
-}
-
 #[test]
 fn read_only_commands_read_archived_records() {
     for mode in [ArchiveMode::Compress, ArchiveMode::Move] {
@@ -168,7 +82,7 @@ fn read_only_commands_read_archived_records() {
         // `state --seq 100`: no snapshot at or before it, so replayed from record 0 through
         // the archive; the same as the library, item for item.
         for (&n, want) in points.iter().zip(&want) {
-            let v = state_json(&dir, n);
+            let v = state_json(&dir, &["--seq", &n.to_string()]);
             assert_eq!(&reported(&v), want, "{mode:?} --seq {n}");
             if n < EVENTS - 1 {
                 assert_eq!(v["snapshot_seq"], Value::Null, "{mode:?} --seq {n}");
@@ -205,13 +119,9 @@ fn read_only_commands_read_archived_records() {
         );
         // All of it, dense, across the archive into the live log.
         let o = ok(&dir, &["dump", "--json"]);
-        let seqs: Vec<u64> = stdout(&o)
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<Value>(l).unwrap()["seq"]
-                    .as_u64()
-                    .unwrap()
-            })
+        let seqs: Vec<u64> = json_lines(&o)
+            .iter()
+            .map(|r| r["seq"].as_u64().unwrap())
             .collect();
         assert_eq!(seqs, (0..EVENTS).collect::<Vec<_>>(), "{mode:?}");
         // `tail --from` reads the archive too.
@@ -247,7 +157,7 @@ fn read_only_commands_read_archived_records() {
             )),
             "{text}"
         );
-        assert_eq!(ok(&dir, &["verify"]).status.code(), Some(0));
+        ok(&dir, &["verify"]);
     }
 }
 
@@ -273,7 +183,7 @@ fn state_reads_the_archive_while_the_store_is_open() {
     let store = EventStore::open(&dir, options(ArchiveMode::Compress)).unwrap();
     store.write(99, "after the reopen").unwrap();
     for n in [100u64, 2222, EVENTS] {
-        let v = state_json(&dir, n);
+        let v = state_json(&dir, &["--seq", &n.to_string()]);
         let lib = store.state_at_seq(n).unwrap();
         assert_eq!(reported(&v), expected(&lib), "--seq {n}");
     }
@@ -287,12 +197,7 @@ fn a_hole_in_the_archive_is_an_error_not_a_gap() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
     archived_store(&dir, ArchiveMode::Move, &[]);
-    let mut files: Vec<_> = std::fs::read_dir(dir.join("archive"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    files.sort();
+    let files = seg_files(&dir.join("archive"));
     assert!(files.len() >= 3, "{files:?}");
     std::fs::remove_file(&files[1]).unwrap();
     let next = files[2].file_name().unwrap().to_string_lossy().into_owned();

@@ -3,40 +3,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
+use common::{code, fails, json, mmlog, stderr, stdout};
 use serde_json::Value;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mmlog"))
-        .args(args)
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run mmlog")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exited normally")
-}
 
 /// Asserts that `o` failed with exit code 2 and one `error: ` line, and nothing on stdout.
 fn assert_usage_error(o: &Output) -> String {
-    let err = stderr(o);
-    assert_eq!(code(o), 2, "stderr: {err}");
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.starts_with("error: "), "{err}");
+    let line = fails(o, 2, "", "a usage error");
     assert!(stdout(o).is_empty(), "stdout: {}", stdout(o));
-    err
+    line
 }
 
 fn num(v: &Value, key: &str) -> f64 {
@@ -57,7 +36,7 @@ fn spec1_prints_json_and_draws_the_plot() {
     let logs = tmp.path().join("logs");
     std::fs::create_dir(&logs).unwrap();
     let svg = tmp.path().join("out.svg");
-    let o = run(&[
+    let o = mmlog(&[
         "bench",
         "spec1",
         "--json",
@@ -70,7 +49,7 @@ fn spec1_prints_json_and_draws_the_plot() {
     ]);
     assert_eq!(code(&o), 0, "stderr: {}", stderr(&o));
     assert!(stderr(&o).is_empty(), "stderr: {}", stderr(&o));
-    let doc: Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    let doc = json(&o);
 
     assert!(num(&doc["machine"], "cores") >= 1.0);
     assert!(doc["machine"].get("kernel").is_some());
@@ -120,7 +99,7 @@ fn spec1_prints_json_and_draws_the_plot() {
 #[test]
 fn the_engine_scenarios_print_a_human_report() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = run(&[
+    let o = mmlog(&[
         "bench",
         "read",
         "--scale",
@@ -147,7 +126,7 @@ fn the_engine_scenarios_print_a_human_report() {
 
 #[test]
 fn an_unknown_scenario_is_a_usage_error() {
-    let err = assert_usage_error(&run(&["bench", "spec9"]));
+    let err = assert_usage_error(&mmlog(&["bench", "spec9"]));
     assert!(err.contains("spec9"), "{err}");
 }
 
@@ -155,11 +134,16 @@ fn an_unknown_scenario_is_a_usage_error() {
 fn a_bad_scale_or_directory_is_a_usage_error() {
     for scale in ["0", "-1", "many", "1e9"] {
         let arg = format!("--scale={scale}");
-        let err = assert_usage_error(&run(&["bench", "spec1", &arg]));
+        let err = assert_usage_error(&mmlog(&["bench", "spec1", &arg]));
         assert!(err.contains("--scale"), "{err}");
     }
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("no-such-dir");
-    let err = assert_usage_error(&run(&["bench", "read", "--dir", missing.to_str().unwrap()]));
+    let err = assert_usage_error(&mmlog(&[
+        "bench",
+        "read",
+        "--dir",
+        missing.to_str().unwrap(),
+    ]));
     assert!(err.contains("no-such-dir"), "{err}");
 }

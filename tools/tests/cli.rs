@@ -2,39 +2,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::PathBuf;
+
+use common::{
+    assert_exit, code, json, json_lines, mmlog, mmlog_in, ok, stats_json, stderr, stdout,
+};
 use mmlog::{Durability, Log, Options};
-use serde_json::Value;
 
 const RECORDS: u64 = 200;
-
-fn mmlog(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mmlog"))
-        .args(args)
-        .output()
-        .expect("run mmlog")
-}
-
-fn mmlog_in(dir: &Path, args: &[&str]) -> Output {
-    let mut all: Vec<&str> = args.to_vec();
-    let d = dir.to_str().unwrap();
-    all.insert(1, d);
-    mmlog(&all)
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exited normally")
-}
 
 /// A closed log of `RECORDS` text records in 4 KiB segments, so that several are sealed.
 fn small_log() -> (tempfile::TempDir, PathBuf) {
@@ -52,28 +29,13 @@ fn small_log() -> (tempfile::TempDir, PathBuf) {
     (tmp, dir)
 }
 
-fn stats_json(dir: &Path) -> Value {
-    let o = mmlog_in(dir, &["stats", "--json"]);
-    assert_eq!(code(&o), 0, "stats failed: {}", stderr(&o));
-    serde_json::from_str(&stdout(&o)).expect("stats --json prints JSON")
-}
-
 #[test]
 fn verify_clean_log_exits_0() {
     let (_tmp, dir) = small_log();
-    let o = mmlog_in(&dir, &["verify"]);
-    assert_eq!(
-        code(&o),
-        0,
-        "stdout: {}\nstderr: {}",
-        stdout(&o),
-        stderr(&o)
-    );
+    let o = ok(&dir, &["verify"]);
     assert!(stdout(&o).contains("result: OK"), "{}", stdout(&o));
 
-    let o = mmlog_in(&dir, &["verify", "--json"]);
-    assert_eq!(code(&o), 0);
-    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let v = json(&ok(&dir, &["verify", "--json"]));
     assert_eq!(v["result"], "ok");
     assert_eq!(v["records"], RECORDS);
 }
@@ -94,13 +56,7 @@ fn verify_flipped_byte_in_sealed_segment_exits_1_and_names_the_file() {
     std::fs::write(&path, bytes).unwrap();
 
     let o = mmlog_in(&dir, &["verify"]);
-    assert_eq!(
-        code(&o),
-        1,
-        "stdout: {}\nstderr: {}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_exit(&o, 1, "verify");
     let name = path.file_name().unwrap().to_str().unwrap();
     assert!(
         stdout(&o).contains(name),
@@ -112,7 +68,7 @@ fn verify_flipped_byte_in_sealed_segment_exits_1_and_names_the_file() {
 
     let o = mmlog_in(&dir, &["verify", "--json"]);
     assert_eq!(code(&o), 1);
-    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let v = json(&o);
     assert_eq!(v["result"], "corrupt");
     assert!(v["problems"][0]["path"].as_str().unwrap().ends_with(name));
 
@@ -130,13 +86,7 @@ fn verify_flipped_first_byte_of_first_segment_exits_1() {
     bytes[0] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
     let o = mmlog_in(&dir, &["verify"]);
-    assert_eq!(
-        code(&o),
-        1,
-        "stdout: {}\nstderr: {}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_exit(&o, 1, "verify");
     assert!(
         stdout(&o).contains("00000000000000000000.seg at offset 0"),
         "{}",
@@ -194,8 +144,7 @@ fn stats_json_reports_the_records() {
     assert_eq!(v["lock"]["held"], false);
     assert!(v["time_range"]["first"].as_str().unwrap().ends_with('Z'));
 
-    let o = mmlog_in(&dir, &["stats"]);
-    assert_eq!(code(&o), 0);
+    let o = ok(&dir, &["stats"]);
     assert!(
         stdout(&o).contains("sequence numbers 0 to 199"),
         "{}",
@@ -212,31 +161,28 @@ fn stats_works_while_another_handle_has_the_log_open() {
     assert_eq!(v["lock"]["held"], true);
     assert_eq!(v["lock"]["pid"], std::process::id());
     assert_eq!(v["next_seq"], RECORDS + 1);
-    assert_eq!(code(&mmlog_in(&dir, &["verify"])), 0);
+    ok(&dir, &["verify"]);
     drop(log);
 }
 
 #[test]
 fn dump_from_limit_and_json() {
     let (_tmp, dir) = small_log();
-    let o = mmlog_in(&dir, &["dump", "--from", "150"]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = ok(&dir, &["dump", "--from", "150"]);
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 50);
-    assert!(lines[0].starts_with("seq=150 "), "{}", lines[0]);
+    assert!(lines[0].starts_with("150 time="), "{}", lines[0]);
     assert!(
         lines[0].contains("\"record number 0150 of the cli test\""),
         "{}",
         lines[0]
     );
 
-    let o = mmlog_in(&dir, &["dump", "--from", "10", "--limit", "3", "--json"]);
-    let out = stdout(&o);
-    let recs: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let recs = json_lines(&mmlog_in(
+        &dir,
+        &["dump", "--from", "10", "--limit", "3", "--json"],
+    ));
     assert_eq!(recs.len(), 3);
     assert_eq!(recs[0]["seq"], 10);
     assert_eq!(recs[2]["payload"], "record number 0012 of the cli test");
@@ -245,9 +191,10 @@ fn dump_from_limit_and_json() {
     // --since with a record's own timestamp starts at or before that record.
     let ts = recs[1]["timestamp"].as_str().unwrap().to_string();
     for since in [ts, recs[1]["timestamp_ns"].to_string()] {
-        let o = mmlog_in(&dir, &["dump", "--since", &since, "--limit", "1", "--json"]);
-        assert_eq!(code(&o), 0, "{}", stderr(&o));
-        let first: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        let first = json(&ok(
+            &dir,
+            &["dump", "--since", &since, "--limit", "1", "--json"],
+        ));
         assert!(first["seq"].as_u64().unwrap() <= 11, "{first}");
         assert!(first["timestamp_ns"].as_u64() >= recs[1]["timestamp_ns"].as_u64());
     }
@@ -289,13 +236,7 @@ fn small_demo_passes() {
         "2",
         "--keep",
     ]);
-    assert_eq!(
-        code(&o),
-        0,
-        "stdout: {}\nstderr: {}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_exit(&o, 0, "demo");
     let out = stdout(&o);
     assert!(out.contains("PASS: all"), "{out}");
     assert!(out.contains("summary"), "{out}");
@@ -310,28 +251,15 @@ fn small_demo_passes() {
         );
     }
     // The logs it kept are logs the other commands read.
-    let o = mmlog(&["verify", dir.join("engine").to_str().unwrap()]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    ok(&dir.join("engine"), &["verify"]);
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos()
         .to_string();
-    let o = mmlog(&[
-        "state",
-        dir.join("events").to_str().unwrap(),
-        "--at",
-        &now_ns,
-    ]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    ok(&dir.join("events"), &["state", "--at", &now_ns]);
     // The demo archives its early events: `state` reads them through the archive.
-    let o = mmlog(&[
-        "state",
-        dir.join("events").to_str().unwrap(),
-        "--seq",
-        "100",
-    ]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = ok(&dir.join("events"), &["state", "--seq", "100"]);
     assert!(stdout(&o).starts_with("version: 100\n"), "{}", stdout(&o));
     // A second run replaces the logs it left.
     let o = mmlog(&[
@@ -345,13 +273,7 @@ fn small_demo_passes() {
         "--records",
         "2000",
     ]);
-    assert_eq!(
-        code(&o),
-        0,
-        "stdout: {}\nstderr: {}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_exit(&o, 0, "the second demo run");
     assert!(stdout(&o).contains("removed the demo log left by an earlier run"));
     assert!(!dir.exists(), "without --keep the log is removed");
 }
@@ -381,13 +303,7 @@ fn damaged_header_before_the_tail_is_corruption() {
 
     assert!(Log::open(&dir, opts).is_err(), "recovery refuses this log");
     let o = mmlog_in(&dir, &["verify"]);
-    assert_eq!(
-        code(&o),
-        1,
-        "stdout: {}\nstderr: {}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_exit(&o, 1, "verify");
     let o = mmlog_in(&dir, &["dump"]);
     assert_eq!(
         code(&o),

@@ -4,10 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{
+    code, fails, json, mmlog, mmlog_in, ok, release, seg_files, stats_json, stderr, stdout,
+};
 use mmlog::{Durability, Log, Options};
 use serde_json::Value;
 
@@ -16,98 +19,14 @@ const RECORDS: u64 = 3000;
 /// The checkpoint of a test log covers records 0 to this.
 const CHECKPOINT: u64 = 1999;
 
-/// Held while a child process is started, and while this process lets go of a log.
-///
-/// A log's lock is an `flock` on its lock file, held until every descriptor of that open file
-/// is closed. A child started by another test thread inherits a copy of every descriptor
-/// until it `exec`s (close-on-exec closes them then), so a log dropped in that window stays
-/// locked for a moment and an immediate reopen, by this process or by a `mmlog` child, fails
-/// with `Locked`. `Command::spawn` returns once the child has `exec`ed, so starting children
-/// and dropping logs one at a time closes the window.
-static FORK: Mutex<()> = Mutex::new(());
-
-fn fork_guard() -> MutexGuard<'static, ()> {
-    FORK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Closes `log` (see [`FORK`]).
-fn release(log: Log) {
-    let _g = fork_guard();
-    log.close().unwrap();
-}
-
-fn run(args: &[&str]) -> Output {
-    let child = {
-        let _g = fork_guard();
-        Command::new(env!("CARGO_BIN_EXE_mmlog"))
-            .args(args)
-            .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run mmlog")
-    };
-    child.wait_with_output().expect("wait for mmlog")
-}
-
-/// `mmlog <cmd> DIR <rest...>`.
-fn mmlog(cmd: &str, dir: &Path, rest: &[&str]) -> Output {
-    let mut all = vec![cmd, dir.to_str().unwrap()];
-    all.extend_from_slice(rest);
-    run(&all)
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exited normally")
-}
-
-/// Runs a command that must succeed and print JSON.
-fn json_ok(cmd: &str, dir: &Path, rest: &[&str]) -> Value {
-    let mut args = rest.to_vec();
+/// Runs a command on `dir` (see [`mmlog_in`]) with `--json`: it must succeed, print JSON and
+/// nothing on stderr.
+fn json_ok(dir: &Path, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
     args.push("--json");
-    let o = mmlog(cmd, dir, &args);
-    assert_eq!(
-        code(&o),
-        0,
-        "{cmd} {rest:?}\nstdout: {}\nstderr: {}",
-        stdout(&o),
-        stderr(&o)
-    );
-    assert!(stderr(&o).is_empty(), "{cmd}: stderr {}", stderr(&o));
-    serde_json::from_str(&stdout(&o)).expect("JSON on stdout")
-}
-
-/// Checks that a command failed with `code` and exactly one stderr line, `error: ...`
-/// containing `needle`; returns that line.
-fn fails(o: &Output, want: i32, needle: &str, what: &str) -> String {
-    let err = stderr(o);
-    assert_eq!(
-        code(o),
-        want,
-        "{what}\nstdout: {}\nstderr: {err}",
-        stdout(o)
-    );
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "{what}: one stderr line, got {err:?}");
-    assert!(lines[0].starts_with("error: "), "{what}: {err:?}");
-    assert!(
-        lines[0].contains(needle),
-        "{what}: {needle:?} not in {err:?}"
-    );
-    assert!(
-        !err.contains("panicked") && !err.contains("backtrace"),
-        "{what}: {err}"
-    );
-    lines[0].to_string()
+    let o = ok(dir, &args);
+    assert!(stderr(&o).is_empty(), "{args:?}: stderr {}", stderr(&o));
+    json(&o)
 }
 
 fn options() -> Options {
@@ -176,13 +95,7 @@ fn assert_unchanged(dir: &Path, before: &[(PathBuf, Vec<u8>)], what: &str) {
 
 /// The live segment files, by name.
 fn live_segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("segments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    v.sort();
-    v
+    seg_files(&dir.join("segments"))
 }
 
 /// Reads the log from `from` and checks that every record is the one appended.
@@ -231,28 +144,27 @@ fn plan_part(v: &Value) -> Value {
     })
 }
 
-/// Runs `cmd --dry-run` then `cmd` with the same flags; checks the dry run changed nothing
-/// and reported what the real run then did. Returns the real run's JSON.
-fn dry_then_real(cmd: &str, dir: &Path, flags: &[&str]) -> Value {
+/// Runs the command `args` on `dir` with `--dry-run`, then as it is; checks the dry run
+/// changed nothing and reported what the real run then did. Returns the real run's JSON.
+fn dry_then_real(dir: &Path, args: &[&str]) -> Value {
     let before = snapshot(dir);
-    let mut dry_flags = flags.to_vec();
-    dry_flags.push("--dry-run");
-    let dry = json_ok(cmd, dir, &dry_flags);
-    assert_unchanged(dir, &before, &format!("{cmd} --dry-run"));
+    let mut dry_args = args.to_vec();
+    dry_args.push("--dry-run");
+    let dry = json_ok(dir, &dry_args);
+    assert_unchanged(dir, &before, &format!("{dry_args:?}"));
     // The text form too, and it changes nothing either.
-    let o = mmlog(cmd, dir, &dry_flags);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = ok(dir, &dry_args);
     assert!(
         stdout(&o).contains("dry run: nothing was changed"),
         "{}",
         stdout(&o)
     );
-    assert_unchanged(dir, &before, &format!("{cmd} --dry-run"));
+    assert_unchanged(dir, &before, &format!("{dry_args:?}"));
 
-    let real = json_ok(cmd, dir, flags);
+    let real = json_ok(dir, args);
     assert_eq!(dry["dry_run"], true);
     assert_eq!(real["dry_run"], false);
-    assert_eq!(plan_part(&dry), plan_part(&real), "{cmd} {flags:?}");
+    assert_eq!(plan_part(&dry), plan_part(&real), "{args:?}");
     assert_eq!(dry["recovery"]["clean"], true);
     assert_eq!(real["recovery"]["clean"], true);
     for seg in real["segments"].as_array().unwrap() {
@@ -266,7 +178,7 @@ fn dry_then_real(cmd: &str, dir: &Path, flags: &[&str]) -> Value {
 fn compact_dry_run_is_what_compact_does() {
     let (_tmp, dir) = test_log();
     let live_before = live_segments(&dir);
-    let real = dry_then_real("compact", &dir, &[]);
+    let real = dry_then_real(&dir, &["compact"]);
     let removed = real["segments_removed"].as_u64().unwrap();
     assert!(removed >= 2, "{real}");
     assert_eq!(real["segments"].as_array().unwrap().len() as u64, removed);
@@ -289,9 +201,9 @@ fn compact_dry_run_is_what_compact_does() {
     release(log);
 
     // Nothing is left to remove: both runs say so, and the text form names the reason.
-    let again = dry_then_real("compact", &dir, &[]);
+    let again = dry_then_real(&dir, &["compact"]);
     assert_eq!(again["segments_removed"], 0);
-    let o = mmlog("compact", &dir, &["--dry-run"]);
+    let o = mmlog_in(&dir, &["compact", "--dry-run"]);
     let out = stdout(&o);
     assert!(out.contains("nothing to remove"), "{out}");
     assert!(out.contains("held back by the latest checkpoint"), "{out}");
@@ -302,9 +214,13 @@ fn compact_keep_flags() {
     // --keep-records without a checkpoint requirement: held by the keep rule.
     let (_tmp, dir) = test_log();
     let real = dry_then_real(
-        "compact",
         &dir,
-        &["--keep-records", "1000", "--no-require-checkpoint"],
+        &[
+            "compact",
+            "--keep-records",
+            "1000",
+            "--no-require-checkpoint",
+        ],
     );
     assert_eq!(real["held_by"], "retention");
     assert_eq!(real["retention"]["keep_records"], 1000);
@@ -315,9 +231,8 @@ fn compact_keep_flags() {
     // --keep-bytes in a unit: at least 192 KiB of segment files stay.
     let (_tmp, dir) = test_log();
     let real = dry_then_real(
-        "compact",
         &dir,
-        &["--keep-bytes", "192K", "--no-require-checkpoint"],
+        &["compact", "--keep-bytes", "192K", "--no-require-checkpoint"],
     );
     assert_eq!(real["retention"]["keep_bytes"], 192 << 10);
     assert_eq!(real["held_by"], "retention");
@@ -326,7 +241,7 @@ fn compact_keep_flags() {
 
     // --keep-age an hour: everything is younger, so nothing goes.
     let (_tmp, dir) = test_log();
-    let real = dry_then_real("compact", &dir, &["--keep-age", "1h"]);
+    let real = dry_then_real(&dir, &["compact", "--keep-age", "1h"]);
     assert_eq!(real["retention"]["keep_age_ns"], 3_600_000_000_000u64);
     assert_eq!(real["segments_removed"], 0);
     assert_eq!(real["held_by"], "retention");
@@ -339,7 +254,7 @@ fn compact_keep_flags() {
         log.register_consumer("billing", 700).unwrap();
         release(log);
     }
-    let real = dry_then_real("compact", &dir, &[]);
+    let real = dry_then_real(&dir, &["compact"]);
     assert_eq!(real["held_by"], "consumer");
     assert_eq!(real["held_by_consumer"], "billing");
     assert!(real["first_seq"].as_u64().unwrap() <= 700);
@@ -347,12 +262,12 @@ fn compact_keep_flags() {
 
 #[test]
 fn archive_compress_and_move_keep_the_records_readable() {
-    for (mode, flags, suffix) in [
-        ("compress", vec![], ".seg.lz4"),
-        ("move", vec!["--mode", "move"], ".seg"),
+    for (mode, args, suffix) in [
+        ("compress", &["archive"][..], ".seg.lz4"),
+        ("move", &["archive", "--mode", "move"], ".seg"),
     ] {
         let (_tmp, dir) = test_log();
-        let real = dry_then_real("archive", &dir, &flags);
+        let real = dry_then_real(&dir, args);
         assert_eq!(real["mode"], mode);
         let removed = real["segments_removed"].as_u64().unwrap();
         assert!(removed >= 2, "{real}");
@@ -371,12 +286,10 @@ fn archive_compress_and_move_keep_the_records_readable() {
         assert!(real["archive_bytes"].as_u64().unwrap() > 0);
         // Every record, archived or live, reads back through the log.
         assert_eq!(read_checked(&dir, 0), RECORDS, "{mode}");
-        let o = mmlog("verify", &dir, &[]);
-        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        ok(&dir, &["verify"]);
         // The text of a real run names the archive files.
         let (_tmp2, dir2) = test_log();
-        let o = mmlog("archive", &dir2, &flags);
-        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let o = ok(&dir2, args);
         let out = stdout(&o);
         assert!(out.contains("into the archive"), "{out}");
         assert!(out.contains(suffix), "{out}");
@@ -386,9 +299,7 @@ fn archive_compress_and_move_keep_the_records_readable() {
 /// Appends garbage right after the last frame of the active segment; returns the segment
 /// file and the offset where the frames end.
 fn tear_the_tail(dir: &Path) -> (PathBuf, u64) {
-    let o = mmlog("stats", dir, &["--json"]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let stats: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let stats = stats_json(dir);
     let active = stats["segment_list"]
         .as_array()
         .unwrap()
@@ -407,13 +318,13 @@ fn tear_the_tail(dir: &Path) -> (PathBuf, u64) {
 #[test]
 fn recover_dry_run_names_the_torn_tail_and_recover_repairs_it() {
     let (_tmp, dir) = test_log();
-    let clean = json_ok("recover", &dir, &["--dry-run"]);
+    let clean = json_ok(&dir, &["recover", "--dry-run"]);
     assert_eq!(clean["result"], "clean");
     assert_eq!(clean["next_seq"], RECORDS);
 
     let (path, end) = tear_the_tail(&dir);
     let before = snapshot(&dir);
-    let dry = json_ok("recover", &dir, &["--dry-run"]);
+    let dry = json_ok(&dir, &["recover", "--dry-run"]);
     assert_unchanged(&dir, &before, "recover --dry-run --json");
     assert_eq!(dry["result"], "would_repair");
     assert_eq!(dry["dry_run"], true);
@@ -423,8 +334,7 @@ fn recover_dry_run_names_the_torn_tail_and_recover_repairs_it() {
     assert_eq!(t["bytes_dropped"], 40);
     assert!(t["reason"].as_str().unwrap().len() > 3, "{t}");
 
-    let o = mmlog("recover", &dir, &["--dry-run"]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = ok(&dir, &["recover", "--dry-run"]);
     let out = stdout(&o);
     let name = path.display().to_string();
     assert!(
@@ -435,7 +345,7 @@ fn recover_dry_run_names_the_torn_tail_and_recover_repairs_it() {
     assert_unchanged(&dir, &before, "recover --dry-run");
 
     // The real run does what the dry run said, and the log is clean afterwards.
-    let real = json_ok("recover", &dir, &[]);
+    let real = json_ok(&dir, &["recover"]);
     assert_eq!(real["result"], "repaired");
     for key in [
         "truncation",
@@ -450,19 +360,17 @@ fn recover_dry_run_names_the_torn_tail_and_recover_repairs_it() {
     ] {
         assert_eq!(dry[key], real[key], "{key}");
     }
-    let after = json_ok("recover", &dir, &["--dry-run"]);
+    let after = json_ok(&dir, &["recover", "--dry-run"]);
     assert_eq!(after["result"], "clean", "{after}");
     assert_eq!(after["truncation"], Value::Null);
-    let o = mmlog("verify", &dir, &[]);
-    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    ok(&dir, &["verify"]);
     assert_eq!(read_checked(&dir, 0), RECORDS);
 }
 
 #[test]
 fn recover_reports_leftovers_and_a_clean_log() {
     let (_tmp, dir) = test_log();
-    let o = mmlog("recover", &dir, &[]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = ok(&dir, &["recover"]);
     assert!(
         stdout(&o).contains("clean: nothing to repair"),
         "{}",
@@ -477,12 +385,12 @@ fn recover_reports_leftovers_and_a_clean_log() {
         .join("checkpoints")
         .join("00000000000000002500.ckpt.tmp");
     std::fs::write(&ckpt_tmp, b"half a checkpoint").unwrap();
-    let dry = json_ok("recover", &dir, &["--dry-run"]);
+    let dry = json_ok(&dir, &["recover", "--dry-run"]);
     assert_eq!(dry["result"], "would_repair");
     assert_eq!(dry["removed_files"][0], seg_tmp.display().to_string());
     assert_eq!(dry["removed_temporary"][0], ckpt_tmp.display().to_string());
     assert!(seg_tmp.exists() && ckpt_tmp.exists());
-    let real = json_ok("recover", &dir, &[]);
+    let real = json_ok(&dir, &["recover"]);
     assert_eq!(real["removed_files"], dry["removed_files"]);
     assert_eq!(real["removed_temporary"], dry["removed_temporary"]);
     assert!(!seg_tmp.exists() && !ckpt_tmp.exists());
@@ -491,7 +399,7 @@ fn recover_reports_leftovers_and_a_clean_log() {
 #[test]
 fn json_shapes() {
     let (_tmp, dir) = test_log();
-    let v = json_ok("compact", &dir, &["--dry-run"]);
+    let v = json_ok(&dir, &["compact", "--dry-run"]);
     for (key, check) in [
         ("dir", Value::is_string as fn(&Value) -> bool),
         ("dry_run", Value::is_boolean),
@@ -523,11 +431,11 @@ fn json_shapes() {
     assert!(r["keep_records"].is_null() && r["keep_bytes"].is_null());
     assert!(r["keep_age_ns"].is_null() && r["require_checkpoint"] == true);
 
-    let v = json_ok("archive", &dir, &["--dry-run"]);
+    let v = json_ok(&dir, &["archive", "--dry-run"]);
     assert_eq!(v["mode"], "compress");
     assert!(v["segments"][0]["archive_path"].is_string(), "{v}");
 
-    let v = json_ok("recover", &dir, &["--dry-run"]);
+    let v = json_ok(&dir, &["recover", "--dry-run"]);
     for (key, check) in [
         ("dir", Value::is_string as fn(&Value) -> bool),
         ("dry_run", Value::is_boolean),
@@ -556,17 +464,17 @@ fn dry_runs_work_while_the_log_is_open_and_writing_commands_are_refused() {
     log.append(&payload(RECORDS)).unwrap();
     log.sync().unwrap();
 
-    let v = json_ok("compact", &dir, &["--dry-run"]);
+    let v = json_ok(&dir, &["compact", "--dry-run"]);
     assert_eq!(v["lock"]["held"], true);
     assert_eq!(v["lock"]["pid"], std::process::id());
     assert!(v["segments_removed"].as_u64().unwrap() >= 2, "{v}");
     assert_eq!(v["next_seq"], RECORDS + 1);
-    let v = json_ok("archive", &dir, &["--dry-run", "--mode", "move"]);
+    let v = json_ok(&dir, &["archive", "--dry-run", "--mode", "move"]);
     assert!(v["segments_removed"].as_u64().unwrap() >= 2, "{v}");
-    let v = json_ok("recover", &dir, &["--dry-run"]);
+    let v = json_ok(&dir, &["recover", "--dry-run"]);
     assert_eq!(v["lock"]["held"], true);
     assert_eq!(v["truncation"], Value::Null, "{v}");
-    let o = mmlog("compact", &dir, &["--dry-run"]);
+    let o = mmlog_in(&dir, &["compact", "--dry-run"]);
     assert!(
         stdout(&o).contains("the log is open in process"),
         "{}",
@@ -574,45 +482,43 @@ fn dry_runs_work_while_the_log_is_open_and_writing_commands_are_refused() {
     );
 
     let live = live_segments(&dir);
-    for (cmd, rest) in [
-        ("compact", vec![]),
-        ("compact", vec!["--keep-records", "10"]),
-        ("archive", vec![]),
-        ("archive", vec!["--mode", "move", "--json"]),
-        ("recover", vec![]),
-        ("recover", vec!["--json"]),
+    for args in [
+        &["compact"][..],
+        &["compact", "--keep-records", "10"],
+        &["archive"],
+        &["archive", "--mode", "move", "--json"],
+        &["recover"],
+        &["recover", "--json"],
     ] {
-        let o = mmlog(cmd, &dir, &rest);
-        let line = fails(&o, 2, "locked", &format!("{cmd} {rest:?} on a locked log"));
+        let o = mmlog_in(&dir, args);
+        let line = fails(&o, 2, "locked", &format!("{args:?} on a locked log"));
         assert!(
             line.contains(&format!("pid {}", std::process::id())),
             "{line}"
         );
-        assert!(stdout(&o).is_empty(), "{cmd}: {}", stdout(&o));
+        assert!(stdout(&o).is_empty(), "{args:?}: {}", stdout(&o));
     }
     assert_eq!(live_segments(&dir), live);
     release(log);
     assert_eq!(read_checked(&dir, 0), RECORDS + 1);
 }
 
-/// Every command on a given directory.
-fn every_command() -> Vec<(&'static str, Vec<&'static str>)> {
-    vec![
-        ("stats", vec![]),
-        ("stats", vec!["--json"]),
-        ("dump", vec![]),
-        ("verify", vec![]),
-        ("verify", vec!["--json"]),
-        ("compact", vec![]),
-        ("compact", vec!["--dry-run"]),
-        ("compact", vec!["--dry-run", "--json"]),
-        ("archive", vec![]),
-        ("archive", vec!["--dry-run"]),
-        ("recover", vec![]),
-        ("recover", vec!["--dry-run"]),
-        ("recover", vec!["--dry-run", "--json"]),
-    ]
-}
+/// Every command on a given directory (see [`mmlog_in`]).
+const EVERY_COMMAND: [&[&str]; 13] = [
+    &["stats"],
+    &["stats", "--json"],
+    &["dump"],
+    &["verify"],
+    &["verify", "--json"],
+    &["compact"],
+    &["compact", "--dry-run"],
+    &["compact", "--dry-run", "--json"],
+    &["archive"],
+    &["archive", "--dry-run"],
+    &["recover"],
+    &["recover", "--dry-run"],
+    &["recover", "--dry-run", "--json"],
+];
 
 #[test]
 fn missing_directory_and_not_a_log_exit_2() {
@@ -623,9 +529,9 @@ fn missing_directory_and_not_a_log_exit_2() {
     std::fs::write(other.join("notes.txt"), "keep me").unwrap();
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    for (cmd, rest) in every_command() {
-        let what = format!("{cmd} {rest:?}");
-        let o = mmlog(cmd, &missing, &rest);
+    for args in EVERY_COMMAND {
+        let what = format!("{args:?}");
+        let o = mmlog_in(&missing, args);
         fails(
             &o,
             2,
@@ -633,10 +539,10 @@ fn missing_directory_and_not_a_log_exit_2() {
             &format!("{what} on a missing dir"),
         );
         assert!(!missing.exists(), "{what} created the directory");
-        let o = mmlog(cmd, &other, &rest);
+        let o = mmlog_in(&other, args);
         fails(&o, 2, "not an mmlog log", &format!("{what} on a non-log"));
         // An empty directory is not a log either: no command makes one.
-        let o = mmlog(cmd, &empty, &rest);
+        let o = mmlog_in(&empty, args);
         fails(
             &o,
             2,
@@ -657,9 +563,9 @@ fn newer_format_version_exits_2() {
     bytes[8..12].copy_from_slice(&9u32.to_le_bytes());
     std::fs::write(&seg, &bytes).unwrap();
     let before = snapshot(&dir);
-    for (cmd, rest) in every_command() {
-        let o = mmlog(cmd, &dir, &rest);
-        let what = format!("{cmd} {rest:?} on a newer version");
+    for args in EVERY_COMMAND {
+        let o = mmlog_in(&dir, args);
+        let what = format!("{args:?} on a newer version");
         let line = fails(&o, 2, "unsupported format version 9", &what);
         assert!(line.contains("00000000000000000000.seg"), "{what}: {line}");
     }
@@ -675,15 +581,15 @@ fn corrupt_log_exits_1_naming_the_file() {
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[0] ^= 0xff;
     std::fs::write(&seg, &bytes).unwrap();
-    for (cmd, rest) in every_command() {
+    for args in EVERY_COMMAND {
         let before = snapshot(&dir);
-        let o = mmlog(cmd, &dir, &rest);
-        let what = format!("{cmd} {rest:?} on a corrupt log");
+        let o = mmlog_in(&dir, args);
+        let what = format!("{args:?} on a corrupt log");
         let line = fails(&o, 1, "00000000000000000000.seg", &what);
         assert!(line.contains("offset 0"), "{what}: {line}");
         // Only opening the log (to be refused by recovery) writes: its owner, in LOCK.
         let writes =
-            matches!(cmd, "compact" | "archive" | "recover") && !rest.contains(&"--dry-run");
+            matches!(args[0], "compact" | "archive" | "recover") && !args.contains(&"--dry-run");
         let diff = changed(&before, &snapshot(&dir));
         let allowed = if writes {
             vec![dir.join("LOCK")]
@@ -701,39 +607,34 @@ fn corrupt_log_exits_1_naming_the_file() {
 fn bad_times_durations_and_sizes_exit_2() {
     let (_tmp, dir) = test_log();
     let before = snapshot(&dir);
-    for (cmd, rest, needle) in [
-        ("dump", vec!["--since", "last tuesday"], "is not a time"),
-        ("dump", vec!["--from", "minus one"], "--from"),
-        ("compact", vec!["--keep-age", "soon"], "is not a duration"),
-        ("compact", vec!["--keep-age", "10"], "is not a duration"),
+    for (args, needle) in [
+        (&["dump", "--since", "last tuesday"][..], "is not a time"),
+        (&["dump", "--from", "minus one"], "--from"),
+        (&["compact", "--keep-age", "soon"], "is not a duration"),
+        (&["compact", "--keep-age", "10"], "is not a duration"),
         (
-            "archive",
-            vec!["--keep-age", "1.5h", "--dry-run"],
+            &["archive", "--keep-age", "1.5h", "--dry-run"],
             "is not a duration",
         ),
-        (
-            "compact",
-            vec!["--keep-bytes", "lots"],
-            "is not a byte count",
-        ),
-        ("archive", vec!["--keep-records", "-3"], "'-3'"),
-        ("archive", vec!["--mode", "zip"], "zip"),
-        ("recover", vec!["--force"], "--force"),
+        (&["compact", "--keep-bytes", "lots"], "is not a byte count"),
+        (&["archive", "--keep-records", "-3"], "'-3'"),
+        (&["archive", "--mode", "zip"], "zip"),
+        (&["recover", "--force"], "--force"),
     ] {
-        let o = mmlog(cmd, &dir, &rest);
-        fails(&o, 2, needle, &format!("{cmd} {rest:?}"));
+        let o = mmlog_in(&dir, args);
+        fails(&o, 2, needle, &format!("{args:?}"));
     }
     for args in [
         vec!["compact"],
         vec!["frobnicate"],
         vec!["recover", "a", "b"],
     ] {
-        fails(&run(&args), 2, "", &format!("{args:?}"));
+        fails(&mmlog(&args), 2, "", &format!("{args:?}"));
     }
     assert_unchanged(&dir, &before, "bad arguments");
     // --help still prints the help, with the exit codes, and succeeds.
     for args in [vec!["--help"], vec!["compact", "--help"]] {
-        let o = run(&args);
+        let o = mmlog(&args);
         assert_eq!(code(&o), 0);
         assert!(stdout(&o).contains("Exit codes:"), "{}", stdout(&o));
     }

@@ -169,18 +169,17 @@ pub fn matrix(reports: &[Report], cores: usize) -> String {
         rows.push(["Write Latency (S1)".into(), na(), na()]);
     }
     if let Some(s3) = s3 {
+        let write_remove = |store: &str| {
+            format!(
+                "write {}; remove {}",
+                s3.lat(store, "write").short(),
+                s3.lat(store, "remove").short()
+            )
+        };
         rows.push([
             "Write Latency (S3: one thread)".into(),
-            format!(
-                "write {}; remove {}",
-                s3.lat("locked", "write").short(),
-                s3.lat("locked", "remove").short()
-            ),
-            format!(
-                "write {}; remove {}",
-                s3.lat("events", "write").short(),
-                s3.lat("events", "remove").short()
-            ),
+            write_remove("locked"),
+            write_remove("events"),
         ]);
     }
     if let Some(s2) = s2 {
