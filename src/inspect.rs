@@ -6,6 +6,7 @@
 //! are checkpoints, read-only: they are never written after they get their name.
 
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{CorruptionKind, Error, Result};
@@ -228,17 +229,42 @@ fn inspect_beside_segments(dir: &Path, deep: bool, out: &mut Inspection) -> Resu
     Ok(())
 }
 
-fn lock_owner(dir: &Path) -> Option<(u32, bool)> {
-    let file = File::open(dir.join(sfs::LOCK_FILE)).ok()?;
+/// The process id in the lock file of the log in `dir`, and whether a process holds the lock
+/// right now. Found in `/proc/locks`, not by trying the lock: inspection must not take it,
+/// even for an instant (a `Log::open` racing with that instant would fail with `Locked`).
+/// Only where `/proc/locks` cannot be read is the lock tried (shared, and let go at once).
+pub(crate) fn lock_owner(dir: &Path) -> Option<(u32, bool)> {
+    let path = dir.join(sfs::LOCK_FILE);
+    let file = File::open(&path).ok()?;
     let mut buf = [0u8; lock_file::LOCK_FILE_LEN];
-    let owner = sfs::read_at(&file, dir, 0, &mut buf)
-        .ok()
-        .and_then(|()| lock_file::decode(&buf).ok())?;
-    let held = matches!(
-        file.try_lock_shared(),
-        Err(std::fs::TryLockError::WouldBlock)
-    );
+    sfs::read_at(&file, &path, 0, &mut buf).ok()?;
+    let owner = lock_file::decode(&buf).ok()?;
+    let held = match std::fs::read_to_string("/proc/locks") {
+        Ok(locks) => {
+            let md = file.metadata().ok()?;
+            flock_listed(&locks, md.dev(), md.ino())
+        }
+        Err(_) => matches!(
+            file.try_lock_shared(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ),
+    };
     Some((owner.pid, held))
+}
+
+/// Whether `/proc/locks` text `locks` lists an `flock` on the file `dev`/`ino`. Its lines
+/// read `1: FLOCK  ADVISORY  WRITE 1234 08:02:131073 0 EOF`: device major and minor in hex,
+/// inode in decimal (`->` lines are waiters, not holders).
+fn flock_listed(locks: &str, dev: u64, ino: u64) -> bool {
+    let id = format!(
+        "{:02x}:{:02x}:{ino}",
+        rustix::fs::major(dev),
+        rustix::fs::minor(dev)
+    );
+    locks.lines().any(|line| {
+        let mut words = line.split_whitespace();
+        words.nth(1) == Some("FLOCK") && words.any(|w| w == id)
+    })
 }
 
 fn inspect_segment(
@@ -1000,6 +1026,22 @@ fn deliver<S: scan::Source>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_locks_lines() {
+        let dev = rustix::fs::makedev(8, 0x2d);
+        let locks = "1: POSIX  ADVISORY  WRITE 7 08:2d:99 0 EOF\n\
+                     2: FLOCK  ADVISORY  WRITE 1234 08:2d:131073 0 EOF\n\
+                     2: -> FLOCK  ADVISORY  WRITE 1235 08:2d:42 0 EOF\n";
+        assert!(flock_listed(locks, dev, 131_073));
+        assert!(
+            !flock_listed(locks, dev, 99),
+            "a POSIX lock is not the log's"
+        );
+        assert!(!flock_listed(locks, dev, 42), "a waiter does not hold it");
+        assert!(!flock_listed(locks, dev, 1_310_730));
+        assert!(!flock_listed("", dev, 131_073));
+    }
     use crate::format::frame::encode_record;
     use crate::{Durability, Log, Options};
     use std::os::unix::fs::FileExt;

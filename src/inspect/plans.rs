@@ -6,12 +6,9 @@
 //! itself with every write left out, and the plan of compaction feeds the segments that
 //! recovery would leave to the function [`Log::compact`](crate::Log::compact) uses.
 
-use std::fs::File;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
-use crate::format::lock_file;
 use crate::log::archive::Archive;
 use crate::log::compaction::{self, Floors};
 use crate::log::{HeldBy, RecoveryReport, assess_open, checkpoints, consumers};
@@ -56,38 +53,7 @@ pub fn recovery_plan(dir: impl AsRef<Path>) -> Result<RecoveryPlan> {
     let assessed = assess_open(dir)?;
     Ok(RecoveryPlan {
         report: assessed.report,
-        lock_owner: lock_state(dir),
-    })
-}
-
-/// The process id in the lock file of the log in `dir`, and whether a process holds the lock
-/// right now. Found in `/proc/locks`, not by trying the lock: a dry run must not take it,
-/// even for an instant (a `Log::open` racing with that instant would fail with `Locked`).
-/// Where `/proc/locks` cannot be read, the lock is reported as not held.
-fn lock_state(dir: &Path) -> Option<(u32, bool)> {
-    let path = dir.join(sfs::LOCK_FILE);
-    let file = File::open(&path).ok()?;
-    let mut buf = [0u8; lock_file::LOCK_FILE_LEN];
-    sfs::read_at(&file, &path, 0, &mut buf).ok()?;
-    let owner = lock_file::decode(&buf).ok()?;
-    let md = file.metadata().ok()?;
-    let held = std::fs::read_to_string("/proc/locks")
-        .is_ok_and(|locks| flock_listed(&locks, md.dev(), md.ino()));
-    Some((owner.pid, held))
-}
-
-/// Whether `/proc/locks` text `locks` lists an `flock` on the file `dev`/`ino`. Its lines
-/// read `1: FLOCK  ADVISORY  WRITE 1234 08:02:131073 0 EOF`: device major and minor in hex,
-/// inode in decimal (`->` lines are waiters, not holders).
-fn flock_listed(locks: &str, dev: u64, ino: u64) -> bool {
-    let id = format!(
-        "{:02x}:{:02x}:{ino}",
-        rustix::fs::major(dev),
-        rustix::fs::minor(dev)
-    );
-    locks.lines().any(|line| {
-        let mut words = line.split_whitespace();
-        words.nth(1) == Some("FLOCK") && words.any(|w| w == id)
+        lock_owner: super::lock_owner(dir),
     })
 }
 
@@ -239,27 +205,6 @@ pub fn compaction_plan(dir: impl AsRef<Path>, retention: &Retention) -> Result<C
         consumers: positions,
         next_seq,
         recovery: assessed.report,
-        lock_owner: lock_state(dir),
+        lock_owner: super::lock_owner(dir),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proc_locks_lines() {
-        let dev = rustix::fs::makedev(8, 0x2d);
-        let locks = "1: POSIX  ADVISORY  WRITE 7 08:2d:99 0 EOF\n\
-                     2: FLOCK  ADVISORY  WRITE 1234 08:2d:131073 0 EOF\n\
-                     2: -> FLOCK  ADVISORY  WRITE 1235 08:2d:42 0 EOF\n";
-        assert!(flock_listed(locks, dev, 131_073));
-        assert!(
-            !flock_listed(locks, dev, 99),
-            "a POSIX lock is not the log's"
-        );
-        assert!(!flock_listed(locks, dev, 42), "a waiter does not hold it");
-        assert!(!flock_listed(locks, dev, 1_310_730));
-        assert!(!flock_listed("", dev, 131_073));
-    }
 }
