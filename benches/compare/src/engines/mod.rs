@@ -1,0 +1,67 @@
+//! One module per engine; each has `run(workload, dir)`, which opens the engine in `dir`, runs
+//! the workload and reports what it measured.
+
+pub mod bufwriter;
+#[cfg(feature = "commitlog")]
+pub mod commitlog;
+#[cfg(feature = "fjall")]
+pub mod fjall;
+pub mod mmlog;
+#[cfg(feature = "okaywal")]
+pub mod okaywal;
+#[cfg(feature = "raft-engine")]
+pub mod raft_engine;
+#[cfg(feature = "sled")]
+pub mod sled;
+
+use std::path::Path;
+
+use crate::harness::Outcome;
+use crate::workload::Workload;
+
+/// Every engine the parent runs, in the order of the table's columns; mmlog first.
+pub const ALL: &[&str] = &[
+    "mmlog",
+    "bufwriter",
+    "okaywal",
+    "sled",
+    "fjall",
+    "commitlog",
+    "raft-engine",
+];
+
+/// Whether `engine` was compiled into this binary (its cargo feature is on).
+#[allow(clippy::match_like_matches_macro)] // the answers depend on the features
+pub fn built(engine: &str) -> bool {
+    match engine {
+        "mmlog" | "bufwriter" => true,
+        "okaywal" => cfg!(feature = "okaywal"),
+        "sled" => cfg!(feature = "sled"),
+        "fjall" => cfg!(feature = "fjall"),
+        "commitlog" => cfg!(feature = "commitlog"),
+        "raft-engine" => cfg!(feature = "raft-engine"),
+        _ => false,
+    }
+}
+
+/// Runs `w` on the engine named `engine` in the empty directory `dir`.
+pub fn run(engine: &str, w: &Workload, dir: &Path) -> Result<Outcome, String> {
+    match engine {
+        "mmlog" => mmlog::run(w, dir),
+        "bufwriter" => bufwriter::run(w, dir),
+        #[cfg(feature = "okaywal")]
+        "okaywal" => okaywal::run(w, dir),
+        #[cfg(feature = "sled")]
+        "sled" => sled::run(w, dir),
+        #[cfg(feature = "fjall")]
+        "fjall" => fjall::run(w, dir),
+        #[cfg(feature = "commitlog")]
+        "commitlog" => commitlog::run(w, dir),
+        #[cfg(feature = "raft-engine")]
+        "raft-engine" => raft_engine::run(w, dir),
+        other if ALL.contains(&other) => Err(format!(
+            "{other}: not built in (its cargo feature `{other}` is off)"
+        )),
+        other => Err(format!("unknown engine {other:?}")),
+    }
+}
