@@ -198,9 +198,8 @@ pub fn run(args: &DemoArgs) -> CmdResult {
         );
     }
     say!(
-        "mmlog demo in {} ({} MiB segments, {PAYLOAD_LEN}-byte records)",
-        dir.display(),
-        SEGMENT_SIZE >> 20
+        "mmlog demo in {}: the spec's event-sourced reader-writer, then the log engine under it",
+        dir.display()
     );
     let mut summary = Summary::default();
     let mut matrix = Matrix::default();
@@ -246,7 +245,11 @@ fn steps(args: &DemoArgs, summary: &mut Summary, matrix: &mut Matrix) -> CmdResu
     history::step_6(&args.dir.join("migration"), summary)?;
 
     let engine = args.dir.join("engine");
-    say!("\nthe log engine underneath, in {}", engine.display());
+    say!(
+        "\nthe log engine underneath, in {} ({} MiB segments, {PAYLOAD_LEN}-byte records)",
+        engine.display(),
+        SEGMENT_SIZE >> 20
+    );
     let threads = usize::from(args.append_threads);
     throughput::run(&engine, threads, args.records, summary)?;
     group_commit::run(&engine, summary)?;
