@@ -18,6 +18,10 @@ use crate::sync::lock;
 
 /// Shards of the table: removals of different items rarely share a lock.
 const SHARDS: usize = 256;
+/// A shard holding this many entries takes no more hints until a catch-up lets it forget
+/// some: hints only save strong reads, and a store whose cache is refreshed rarely must not
+/// grow one entry per write.
+const HINTS_PER_SHARD: usize = 1024;
 /// The sequence number of a removal whose append has not returned yet.
 const PENDING: u64 = u64::MAX;
 
@@ -79,7 +83,9 @@ impl Liveness {
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return,
         };
-        record(&mut shard, id, true, seq);
+        if shard.len() < HINTS_PER_SHARD {
+            record(&mut shard, id, true, seq);
+        }
     }
 
     /// Claims the removal of item `id` if it is live: as recorded here, or, with no record,
@@ -182,5 +188,23 @@ mod tests {
         l.written_hint(d, 30);
         drop(held);
         assert_eq!(l.claim_removal(d, || false), Claim::NotFound);
+        // A full shard takes no more hints (but still records removals).
+        let l = Liveness::default();
+        let same_shard = |k: u16| {
+            let mut b = [0u8; 16];
+            b[1..3].copy_from_slice(&k.to_le_bytes());
+            Uuid::from_bytes(b)
+        };
+        for k in 0..HINTS_PER_SHARD as u16 + 10 {
+            l.written_hint(same_shard(k), u64::from(k));
+        }
+        assert_eq!(l.len(), HINTS_PER_SHARD);
+        let late = same_shard(HINTS_PER_SHARD as u16 + 5);
+        assert_eq!(l.claim_removal(late, || false), Claim::NotFound);
+        assert!(matches!(
+            l.claim_removal(late, || true),
+            Claim::Claimed(None)
+        ));
+        assert_eq!(l.len(), HINTS_PER_SHARD + 1);
     }
 }
