@@ -484,8 +484,7 @@ impl Inner {
                 Until::Time(_) => true,
             };
         let mut reader = self.log.read_from(from)?;
-        let mut last: Option<(u64, u64)> = None;
-        if in_one_pass {
+        let last = if in_one_pass {
             // Room for every event up to a known end (records are dense), bounded so that a
             // huge range costs no more than growing would.
             let expected = match until {
@@ -493,44 +492,35 @@ impl Inner {
                 Until::Time(_) => 0,
             };
             let mut delta = TableBuilder::with_capacity(expected as usize, 0);
-            while let Some(rec) = reader.next() {
-                let rec = rec?;
-                let (seq, ts) = (rec.seq(), rec.timestamp_ns());
-                if !wanted(seq, ts) {
-                    break;
-                }
-                match event::decode_ref(seq, rec.payload())? {
-                    EventRef::Written {
-                        writer_id,
-                        item_id,
+            let last = feed(&mut reader, wanted, |seq, ts, event| match event {
+                EventRef::Written {
+                    writer_id,
+                    item_id,
+                    data,
+                } => {
+                    let item = Item {
                         data,
-                    } => {
-                        let item = Item {
-                            data,
-                            writer_id,
-                            seq,
-                            timestamp_ns: ts,
-                        };
-                        delta.push(&item_id, item)?;
-                    }
-                    EventRef::Removed { item_id, .. } => delta.push_removed(&item_id, seq, ts),
+                        writer_id,
+                        seq,
+                        timestamp_ns: ts,
+                    };
+                    delta.push(&item_id, item)
                 }
-                last = Some((seq, ts));
-            }
+                EventRef::Removed { item_id, .. } => {
+                    delta.push_removed(&item_id, seq, ts);
+                    Ok(())
+                }
+            })?;
             if let Some((seq, _)) = last {
                 state = state.with_delta(delta.finish()?, Some(seq));
             }
+            last
         } else {
-            while let Some(rec) = reader.next() {
-                let rec = rec?;
-                let (seq, ts) = (rec.seq(), rec.timestamp_ns());
-                if !wanted(seq, ts) {
-                    break;
-                }
-                state.apply_ref(seq, ts, event::decode_ref(seq, rec.payload())?);
-                last = Some((seq, ts));
-            }
-        }
+            feed(&mut reader, wanted, |seq, ts, event| {
+                state.apply_ref(seq, ts, event);
+                Ok(())
+            })?
+        };
         Ok((state, last.map(|(_, ts)| ts)))
     }
 
@@ -644,6 +634,26 @@ impl Inner {
             *lock(&self.background_error) = outcome.err().map(|e| e.to_string());
         }
     }
+}
+
+/// Feeds `apply` the events `reader` returns while `wanted(seq, timestamp)` holds; returns
+/// the sequence number and timestamp of the last one fed.
+fn feed(
+    reader: &mut Reader,
+    wanted: impl Fn(u64, u64) -> bool,
+    mut apply: impl FnMut(u64, u64, EventRef<'_>) -> Result<()>,
+) -> Result<Option<(u64, u64)>> {
+    let mut last = None;
+    while let Some(rec) = reader.next() {
+        let rec = rec?;
+        let (seq, ts) = (rec.seq(), rec.timestamp_ns());
+        if !wanted(seq, ts) {
+            break;
+        }
+        apply(seq, ts, event::decode_ref(seq, rec.payload())?)?;
+        last = Some((seq, ts));
+    }
+    Ok(last)
 }
 
 /// Where a replay stops.

@@ -90,12 +90,22 @@ pub(crate) struct Table {
 }
 
 impl Table {
-    /// A table with no rows.
+    /// A table with no rows: the header and an index of two empty slots.
     pub(crate) fn empty() -> Table {
-        // An empty builder cannot fail: no row is too long and the row count fits.
-        TableBuilder::default()
-            .finish()
-            .unwrap_or_else(|_| unreachable!("an empty table always builds"))
+        let mut bytes = vec![0u8; HEADER_LEN + 2 * SLOT_LEN];
+        bytes[..4].copy_from_slice(MAGIC);
+        bytes[4] = VERSION;
+        bytes[24..32].copy_from_slice(&2u64.to_le_bytes());
+        Table {
+            bytes: Bytes::Heap(bytes),
+            rows: 0,
+            items: 0,
+            mask: 1,
+            seed: 0,
+            slots_at: HEADER_LEN,
+            data_at: HEADER_LEN + 2 * SLOT_LEN,
+            built_from_str: true,
+        }
     }
 
     /// Reads the table in `bytes`, checking its header and that the sizes add up.
@@ -310,11 +320,16 @@ impl Table {
 }
 
 /// Builds a table row by row; the index is built once, at the end, at its final size.
-#[derive(Default)]
 pub(crate) struct TableBuilder {
     /// Header space, then the rows.
     rows: Vec<u8>,
     data: Vec<u8>,
+}
+
+impl Default for TableBuilder {
+    fn default() -> TableBuilder {
+        TableBuilder::with_capacity(0, 0)
+    }
 }
 
 impl TableBuilder {
@@ -349,9 +364,6 @@ impl TableBuilder {
 
     #[inline]
     fn push_row(&mut self, id: &Uuid, seq: u64, ts: u64, offset: u64, len: u32, writer: u32) {
-        if self.rows.is_empty() {
-            self.rows.resize(HEADER_LEN, 0);
-        }
         let mut row = [0u8; ROW_LEN];
         row[..16].copy_from_slice(id.as_bytes());
         row[16..24].copy_from_slice(&seq.to_le_bytes());
@@ -368,10 +380,7 @@ impl TableBuilder {
     }
 
     /// Builds the index (the last row of each id wins) and returns the table.
-    pub(crate) fn finish(mut self) -> Result<Table> {
-        if self.rows.is_empty() {
-            self.rows.resize(HEADER_LEN, 0);
-        }
+    pub(crate) fn finish(self) -> Result<Table> {
         let rows = self.rows();
         if rows >= u32::MAX as usize {
             return Err(Error::invalid("more than 4 billion items in one table"));
@@ -516,6 +525,19 @@ mod tests {
         assert_eq!(t.lookup(&Uuid::from_bytes([200; 16])), Lookup::Absent);
         assert_eq!(t.iter().count(), 100);
         t.verify().unwrap();
+    }
+
+    #[test]
+    fn the_empty_table_is_a_valid_table() {
+        let empty = Table::empty();
+        let parsed = Table::parse(Bytes::Heap(empty.bytes().to_vec())).unwrap();
+        assert_eq!(
+            (parsed.len(), parsed.rows(), parsed.mask),
+            (0, 0, empty.mask)
+        );
+        assert_eq!(empty.lookup(&Uuid::from_bytes([9; 16])), Lookup::Absent);
+        assert_eq!(empty.iter().count(), 0);
+        empty.verify().unwrap();
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod recover;
 mod render;
 mod state;
 mod stats;
+mod sync;
 mod tail;
 mod timefmt;
 mod units;

@@ -24,10 +24,10 @@ use mmlog::{Durability, Log, Options};
 use super::Ctx;
 use super::measure::{Hist, Metric, from_values, histogram, merge, nanos};
 use super::report::Report;
-use super::sync::{StartLine, lock};
 use crate::failure::{CmdResult, Failure};
 use crate::progress;
 use crate::render::{bytes, count};
+use crate::sync::{StartLine, lock};
 
 /// With `Buffered` durability, and when reading, one operation in this many is timed.
 const SAMPLE_EVERY: u64 = 16;

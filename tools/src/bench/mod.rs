@@ -17,7 +17,6 @@ mod report;
 mod spec1;
 mod spec2;
 mod spec3;
-mod sync;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -28,13 +28,13 @@ use uuid::Uuid;
 
 use super::measure::{Hist, Lat, Metric, from_values, histogram, merge, nanos, ns};
 use super::report::Report;
-use super::sync::{Latch, StartLine, lock};
 use super::{Ctx, log_options, payload};
 use crate::demo::SplitMix;
 use crate::demo::stores::Store;
 use crate::failure::{CmdResult, Failure};
 use crate::progress;
 use crate::render::count;
+use crate::sync::{Latch, StartLine, lock};
 
 /// Writer threads, as in the spec.
 pub const WRITERS: usize = 1_000;

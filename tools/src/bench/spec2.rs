@@ -27,13 +27,13 @@ use uuid::Uuid;
 
 use super::measure::{Hist, Metric, histogram, merge, nanos, ns};
 use super::report::Report;
-use super::sync::{StartLine, lock};
 use super::{Ctx, log_options, payload};
 use crate::demo::SplitMix;
 use crate::demo::stores::Store;
 use crate::failure::{CmdResult, Failure};
 use crate::progress;
 use crate::render::count;
+use crate::sync::{StartLine, lock};
 
 const WRITERS: usize = 2;
 const READERS: usize = 8;

@@ -7,8 +7,8 @@
 //!    models follow the stream: what each read costs, and how stale each answer is.
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use crate::failure::{CmdResult, Failure};
 use crate::output::say;
 use crate::progress;
 use crate::render::{count, duration, rate};
+use crate::sync::{StartLine, lock};
 
 /// Stack of each of the many writer threads: they only call the stores.
 const WRITER_STACK: usize = 256 << 10;
@@ -71,7 +72,7 @@ pub fn lat(sorted: &[Duration]) -> String {
 fn scenario_1(store: &dyn Store, writers: usize, events: u64) -> CmdResult<S1Run> {
     let per_writer = (events / writers as u64).max(1);
     let bar = progress::bar(per_writer * writers as u64, store.name());
-    let start = Gate::default();
+    let start = StartLine::default();
     let done = AtomicBool::new(false);
     let reads = AtomicU64::new(0);
     let known: Mutex<Vec<Uuid>> = Mutex::new(Vec::new());
@@ -111,7 +112,7 @@ fn scenario_1(store: &dyn Store, writers: usize, events: u64) -> CmdResult<S1Run
                     let mut writes = Vec::with_capacity(per_writer as usize);
                     let mut removes = Vec::new();
                     let mut mine = Vec::new();
-                    if !start.wait() {
+                    if !start.arrive() {
                         return;
                     }
                     for i in 0..per_writer {
@@ -155,8 +156,12 @@ fn scenario_1(store: &dyn Store, writers: usize, events: u64) -> CmdResult<S1Run
                 }
             }
         }
+        if handles.len() < writers {
+            start.call_off();
+        } else if !start.start(writers) {
+            lock(&failure).get_or_insert(Failure::check("the writer threads did not all start"));
+        }
         let t0 = Instant::now();
-        start.open(handles.len() == writers);
         for h in handles {
             if h.join().is_err() {
                 lock(&failure).get_or_insert(Failure::check("a writer thread panicked"));
@@ -183,36 +188,6 @@ fn scenario_1(store: &dyn Store, writers: usize, events: u64) -> CmdResult<S1Run
         elapsed,
         reads: reads.load(Ordering::Relaxed),
     })
-}
-
-/// Where the writers wait so that they all start at once.
-#[derive(Default)]
-struct Gate {
-    /// `None` while closed; then whether to go ahead.
-    state: Mutex<Option<bool>>,
-    opened: Condvar,
-}
-
-impl Gate {
-    /// Waits until the gate opens; true to go ahead, false to give up.
-    fn wait(&self) -> bool {
-        let mut state = lock(&self.state);
-        loop {
-            if let Some(go) = *state {
-                return go;
-            }
-            state = self.opened.wait(state).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    fn open(&self, go: bool) {
-        *lock(&self.state) = Some(go);
-        self.opened.notify_all();
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The event store's log in the demo: small segments, so that archiving has whole sealed
