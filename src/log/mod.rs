@@ -179,8 +179,7 @@ impl Log {
             std::thread::Builder::new()
                 .name("mmlog-prealloc".into())
                 .spawn(move || {
-                    s.populate_active();
-                    s.spare.run(&s.segments_dir);
+                    s.spare.run(&s.segments_dir, || s.prefault_active());
                 })
                 .map_err(|e| Error::io("spawn preallocator", &self.shared.dir, e))?,
         );

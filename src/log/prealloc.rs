@@ -1,7 +1,20 @@
 //! Preparing the next segment ahead of need, on a background thread, so a rollover only swaps
-//! a pointer and never makes writers wait on file creation.
+//! a pointer and never makes writers wait on file creation; and keeping the pages just ahead
+//! of the writers faulted in, so they rarely take a page fault.
+//!
+//! # Faulting pages in ahead of the writers, not the whole segment
+//!
+//! A page of a fresh segment costs the kernel an allocation and zeroing on its first touch,
+//! and `MADV_POPULATE_WRITE` also marks it dirty. Faulting in a whole 64 MiB segment up front
+//! would make the kernel write 64 MiB of zeros back to disk for a writer that fills it
+//! slowly (and again after every open, for the tail segment), and would pin that much dirty
+//! memory. So the preparing thread keeps only [`AHEAD`] bytes past the writers faulted in, in
+//! steps of [`STEP`]: a writer whose reservation ends past [`Prefault::ask_at`] asks for the
+//! next step (one relaxed load and compare per append; the ask itself happens once per
+//! step). A writer that outruns the thread just takes the faults itself.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
@@ -16,6 +29,77 @@ pub(crate) struct Prepared {
     pub(crate) map: Arc<Mapping>,
 }
 
+/// Bytes kept faulted in past the writers of the active segment.
+pub(crate) const AHEAD: u64 = 16 << 20;
+/// Bytes faulted in per step (and per ask).
+const STEP: u64 = 4 << 20;
+
+/// How far a segment's pages are faulted in, and when its writers ask for more.
+pub(crate) struct Prefault {
+    /// Pages below this offset have been faulted in writable (a hint: nothing depends on it).
+    done: AtomicU64,
+    /// A reservation ending past this offset asks for more; `u64::MAX`: nothing to ask for.
+    ask_at: AtomicU64,
+}
+
+impl Prefault {
+    /// A segment that writers will fill from `offset`: the first reservation asks.
+    pub(crate) fn from(offset: u64) -> Prefault {
+        Prefault {
+            done: AtomicU64::new(offset),
+            ask_at: AtomicU64::new(0),
+        }
+    }
+
+    /// A segment nobody writes.
+    pub(crate) fn never() -> Prefault {
+        Prefault {
+            done: AtomicU64::new(u64::MAX),
+            ask_at: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Whether a reservation ending at `end` should ask for more pages.
+    #[inline]
+    pub(crate) fn wants(&self, end: u64) -> bool {
+        end > self.ask_at.load(Ordering::Relaxed)
+    }
+
+    /// Claims the ask (so of the writers that cross the mark, one asks).
+    fn claim(&self) -> bool {
+        self.ask_at.swap(u64::MAX, Ordering::Relaxed) != u64::MAX
+    }
+
+    /// Faults in `map` up to [`AHEAD`] past `writer` (the writers' next free byte, read again
+    /// between steps), then sets the next mark. `stop` is checked between steps.
+    pub(crate) fn run(
+        &self,
+        map: &Mapping,
+        capacity: u64,
+        writer: impl Fn() -> u64,
+        stop: impl Fn() -> bool,
+    ) {
+        loop {
+            let at = writer();
+            let target = at.saturating_add(AHEAD).min(capacity);
+            let from = self.done.load(Ordering::Relaxed).max(at / 4096 * 4096);
+            if from >= target || stop() {
+                break;
+            }
+            let to = from.saturating_add(STEP).min(target);
+            map.populate_write(from, to - from);
+            self.done.store(to, Ordering::Relaxed);
+        }
+        let done = self.done.load(Ordering::Relaxed);
+        let next = if done >= capacity {
+            u64::MAX
+        } else {
+            done.saturating_sub(AHEAD - STEP)
+        };
+        self.ask_at.store(next, Ordering::Relaxed);
+    }
+}
+
 struct SpareState {
     /// Id of the segment to prepare next.
     next_id: u64,
@@ -27,6 +111,8 @@ struct SpareState {
     attempts: u64,
     /// An attempt is under way (its outcome may predate a taker's call).
     preparing: bool,
+    /// A writer of the active segment asked for more pages faulted in.
+    prefault_asked: bool,
     shutdown: bool,
 }
 
@@ -60,6 +146,8 @@ impl SpareSlot {
                 error: None,
                 attempts: 0,
                 preparing: false,
+                // The active segment at open gets its first pages without asking.
+                prefault_asked: true,
                 shutdown: false,
             }),
             cv: Condvar::new(),
@@ -70,19 +158,28 @@ impl SpareSlot {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Body of the preparing thread.
-    pub(crate) fn run(&self, segments_dir: &Path) {
+    /// Body of the preparing thread. `prefault_active` faults in pages ahead of the active
+    /// segment's writers (see [`Prefault::run`]); it comes first, since writers are in that
+    /// segment now.
+    pub(crate) fn run(&self, segments_dir: &Path, prefault_active: impl Fn()) {
         let mut st = self.lock();
         loop {
             if st.shutdown {
                 return;
+            }
+            if st.prefault_asked {
+                st.prefault_asked = false;
+                drop(st);
+                prefault_active();
+                st = self.lock();
+                continue;
             }
             if st.prepared.is_none() && st.error.is_none() {
                 let (id, capacity) = (st.next_id, st.capacity);
                 st.preparing = true;
                 drop(st);
                 let result = prepare(segments_dir, id, capacity);
-                // Fault the pages in writable after handing the segment over (below), so a
+                // Fault in the first pages after handing the segment over (below), so a
                 // writer that catches up never waits for it: it then faults a page itself.
                 let to_populate = result.as_ref().ok().map(|p| Arc::clone(&p.map));
                 st = self.lock();
@@ -98,7 +195,9 @@ impl SpareSlot {
                 self.cv.notify_all();
                 if let Some(map) = to_populate {
                     drop(st);
-                    self.populate(&map, capacity);
+                    // The segment's first frames start after its header, in the first page.
+                    let first = Prefault::from(0);
+                    first.run(&map, capacity, || 0, || self.interrupted());
                     st = self.lock();
                 }
                 continue;
@@ -107,13 +206,18 @@ impl SpareSlot {
         }
     }
 
-    /// Faults in a handed-over segment chunk by chunk, stopping early at shutdown.
-    fn populate(&self, map: &Mapping, capacity: u64) {
-        const CHUNK: u64 = 4 << 20;
-        let mut at = 0;
-        while at < capacity && !self.lock().shutdown {
-            map.populate_write(at, CHUNK.min(capacity - at));
-            at += CHUNK;
+    /// Whether work that can wait should stop: shutdown, or writers asking for pages.
+    fn interrupted(&self) -> bool {
+        let st = self.lock();
+        st.shutdown || st.prefault_asked
+    }
+
+    /// Called by a writer whose reservation crossed `prefault`'s mark.
+    #[cold]
+    pub(crate) fn ask_prefault(&self, prefault: &Prefault) {
+        if prefault.claim() {
+            self.lock().prefault_asked = true;
+            self.cv.notify_all();
         }
     }
 
@@ -152,6 +256,10 @@ impl SpareSlot {
             }
             st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
         }
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.lock().shutdown
     }
 
     pub(crate) fn shutdown(&self) {

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crossbeam_utils::CachePadded;
 
+use super::prealloc::Prefault;
 use super::tail::Tail;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::frame::{self, FrameKind, Word};
@@ -72,6 +73,8 @@ pub(crate) struct Segment {
     /// Largest timestamp of a sealed segment, from its seal (0 until sealed): lets a seek by
     /// time pass over old segments without building their index.
     seal_max_ts: StdAtomicU64,
+    /// How far ahead of the writers this segment's pages are faulted in.
+    pub(crate) prefault: Prefault,
 }
 
 impl Segment {
@@ -102,6 +105,7 @@ impl Segment {
             synced_offset: StdAtomicU64::new(0),
             index: RwLock::new(SegmentIndex::empty(start, header.base_seq)),
             seal_max_ts: StdAtomicU64::new(0),
+            prefault: Prefault::from(start),
         })
     }
 
@@ -122,6 +126,11 @@ impl Segment {
         if let Some(c) = completion {
             let _ = completion_lock.set(c);
         }
+        let prefault = if map.is_some() {
+            Prefault::from(end_offset)
+        } else {
+            Prefault::never()
+        };
         Segment {
             id: header.segment_id,
             created_ns: header.created_ns,
@@ -135,6 +144,7 @@ impl Segment {
             synced_offset: StdAtomicU64::new(if sealed { header.capacity } else { end_offset }),
             index: RwLock::new(index),
             seal_max_ts: StdAtomicU64::new(0),
+            prefault,
         }
     }
 

@@ -249,6 +249,9 @@ impl Shared {
             if seg.completion().is_none() {
                 let r = seg.tail.reserve(frames, bytes);
                 if r.offset + bytes <= seg.capacity {
+                    if seg.prefault.wants(r.offset + bytes) {
+                        self.spare.ask_prefault(&seg.prefault);
+                    }
                     if r.waiter {
                         self.wake_readers(seg);
                     }
@@ -307,13 +310,16 @@ impl Shared {
         )?))
     }
 
-    /// Pre-faults the rest of the active segment (it was created or recovered at open,
-    /// without the background preparation later segments get).
-    pub(crate) fn populate_active(&self) {
+    /// Faults in pages ahead of the active segment's writers (on the preparing thread).
+    pub(crate) fn prefault_active(&self) {
         let seg = self.active();
         if let Some(map) = seg.writer_map() {
-            let from = seg.tail.load().offset;
-            map.populate_write(from, seg.capacity.saturating_sub(from));
+            seg.prefault.run(
+                map,
+                seg.capacity,
+                || seg.tail.load().offset,
+                || seg.completion().is_some() || self.spare.is_shut_down(),
+            );
         }
     }
 

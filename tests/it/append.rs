@@ -417,3 +417,74 @@ fn an_abandoned_reservation_becomes_padding_and_never_wedges_the_log() {
     assert!(log.recovery_report().is_clean());
     assert_eq!(read_all(&log).len(), 3);
 }
+
+/// Pages of `file` in the page cache, from `mincore` over a read-only mapping of it.
+fn resident_pages(file: &std::fs::File) -> usize {
+    // SAFETY: the mapping is only handed to `mincore`; its bytes are never read.
+    let map = unsafe { memmap2::Mmap::map(file) }.unwrap();
+    let pages = map.len().div_ceil(4096);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: `map` is a live mapping of `map.len()` bytes and `vec` has one byte per page.
+    let rc = unsafe {
+        libc::mincore(
+            map.as_ptr() as *mut libc::c_void,
+            map.len(),
+            vec.as_mut_ptr(),
+        )
+    };
+    assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+    vec.iter().filter(|&&b| b & 1 != 0).count()
+}
+
+/// Polls `f` until it holds or `limit` passes.
+fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+#[test]
+fn pages_are_faulted_in_ahead_of_the_writers_not_the_whole_segment() {
+    // A large segment filled slowly must not have all of its pages faulted in (and marked
+    // dirty, to be written back as zeros), only a window ahead of the writers. The kernel's
+    // read-around also brings clean zero pages into the page cache around each fault (up to
+    // the device's `read_ahead_kb`), so the bounds below leave room for that.
+    const MIB: usize = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Options::default().segment_size(256 << 20)).unwrap();
+    log.append(b"first").unwrap();
+    let seg = std::fs::File::open(dir.path().join("segments/00000000000000000000.seg")).unwrap();
+    // Let the preparing thread do what it will (it also prepares the next segment).
+    std::thread::sleep(Duration::from_millis(500));
+    let early = resident_pages(&seg) * 4096;
+    assert!(
+        early <= 64 * MIB,
+        "{} MiB resident after one append",
+        early / MIB
+    );
+    // Writers that move on get the pages ahead of them.
+    let record = vec![7u8; 4000];
+    for _ in 0..96 * MIB / 4096 {
+        log.append(&record).unwrap();
+    }
+    let wanted = 96 * MIB + 8 * MIB;
+    assert!(
+        eventually(Duration::from_secs(10), || resident_pages(&seg) * 4096
+            >= wanted),
+        "only {} MiB resident after 96 MiB of appends",
+        resident_pages(&seg) * 4096 / MIB
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let later = resident_pages(&seg) * 4096;
+    assert!(
+        later <= 96 * MIB + 64 * MIB,
+        "{} MiB resident after 96 MiB of appends",
+        later / MIB
+    );
+    log.close().unwrap();
+}
