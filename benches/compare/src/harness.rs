@@ -1,6 +1,7 @@
 //! What every engine shares: the payloads, the timed multi-threaded driver, the pause after
 //! opening and the result of one run.
 
+use std::path::Path;
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,8 @@ pub enum Outcome {
 pub trait Writer: Send {
     /// Appends one record.
     fn append(&mut self, payload: &[u8]) -> Result<(), String>;
+    /// Appends `payloads` in one call: the durable-batch workloads (durable when it returns).
+    fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<(), String>;
     /// Called once by the thread after its last append, inside the timed part (e.g. commits a
     /// partly filled batch, or hands a user-space buffer to the OS).
     fn finish(&mut self) -> Result<(), String> {
@@ -132,12 +135,17 @@ pub fn settle() {
     std::thread::sleep(Duration::from_millis(ms));
 }
 
-/// Runs one thread per writer, each appending `per_thread` records of `size` bytes, from a
-/// common start; returns the seconds from the first thread's start until the last thread
+/// Runs one thread per writer, each appending `per_thread` records of `size` bytes (`batch` at a
+/// time through [`Writer::append_batch`] if `batch > 1`), from a common start; returns the seconds from the first thread's start until the last thread
 /// has appended and called `finish`. Every thread takes its own start and end time, so a
 /// main thread that is slow to wake up (on a busy machine) cannot shorten or stretch the
 /// measurement.
-pub fn drive<W: Writer>(writers: Vec<W>, per_thread: u64, size: usize) -> Result<f64, String> {
+pub fn drive<W: Writer>(
+    writers: Vec<W>,
+    per_thread: u64,
+    size: usize,
+    batch: u64,
+) -> Result<f64, String> {
     let ready = Barrier::new(writers.len() + 1);
     let go = Barrier::new(writers.len() + 1);
     std::thread::scope(|s| {
@@ -148,9 +156,20 @@ pub fn drive<W: Writer>(writers: Vec<W>, per_thread: u64, size: usize) -> Result
                 let payloads = Payloads::new(size, t as u64 + 1);
                 ready.wait();
                 go.wait();
+                let mut calls: Vec<&[u8]> = Vec::with_capacity(batch as usize);
                 let start = Instant::now();
-                for i in 0..per_thread {
-                    w.append(payloads.get(i))?;
+                if batch > 1 {
+                    for first in (0..per_thread).step_by(batch as usize) {
+                        calls.clear();
+                        calls.extend(
+                            (first..(first + batch).min(per_thread)).map(|i| payloads.get(i)),
+                        );
+                        w.append_batch(&calls)?;
+                    }
+                } else {
+                    for i in 0..per_thread {
+                        w.append(payloads.get(i))?;
+                    }
                 }
                 w.finish()?;
                 Ok((start, Instant::now()))
@@ -213,6 +232,51 @@ pub fn timed_read(
         ));
     }
     Ok(secs)
+}
+
+/// Times `open` (an engine's open of what [`load`] wrote), after evicting every file under
+/// `dir` from the page cache if `cold`; returns the seconds and what `open` returned.
+pub fn timed_open<T>(
+    dir: &Path,
+    cold: bool,
+    open: impl FnOnce() -> Result<T, String>,
+) -> Result<(f64, T), String> {
+    if cold {
+        evict(dir)?;
+    }
+    let before = rusage();
+    let start = Instant::now();
+    let opened = open();
+    let secs = start.elapsed().as_secs_f64();
+    record_usage(before);
+    Ok((secs, opened?))
+}
+
+/// Writes back everything dirty (`sync`), then drops every file under `dir` from the page
+/// cache (`posix_fadvise(POSIX_FADV_DONTNEED)`, which drops clean, unmapped pages): the next
+/// reads come from the disk, as after a reboot. No root needed.
+fn evict(dir: &Path) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    std::process::Command::new("sync")
+        .status()
+        .map_err(ctx("sync"))?;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).map_err(ctx("read_dir"))? {
+            let path = entry.map_err(ctx("read_dir"))?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(f) = std::fs::File::open(&path) {
+                // SAFETY: a plain system call on a file descriptor `f` owns and keeps open.
+                let rc =
+                    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+                if rc != 0 {
+                    return Err(format!("posix_fadvise {}: error {rc}", path.display()));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Turns any displayable error into the child's error string, with what was being done.

@@ -3,10 +3,14 @@
 /// What a workload times.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// Appends from `threads` threads; `durable`: each append is durable when it returns.
+    /// Appends from `threads` threads. `durable`: each call is durable when it returns; a call
+    /// appends one record, or `Workload::batch` records at once.
     Append { durable: bool },
     /// `records` appended by one thread (untimed), then read back sequentially (timed).
     Read,
+    /// `records` appended by one thread and the engine closed (untimed), then the engine's open
+    /// (timed), after its files were evicted from the page cache if `cold`.
+    Open { cold: bool },
 }
 
 /// One workload, at the size it runs at.
@@ -19,7 +23,9 @@ pub struct Workload {
     /// Payload bytes per record.
     pub size: usize,
     pub threads: usize,
-    /// What the table shows: records/s or payload bytes/s.
+    /// Records per call for durable appends (1: every record is its own durable call).
+    pub batch: u64,
+    /// What the table shows: records/s, payload bytes/s or milliseconds.
     pub unit: Unit,
 }
 
@@ -31,6 +37,8 @@ pub enum Unit {
     KRecords,
     /// Megabytes (10^6 bytes) of payload per second.
     MBytes,
+    /// Milliseconds for the timed part (lower is better).
+    Millis,
 }
 
 impl Unit {
@@ -39,6 +47,7 @@ impl Unit {
             Unit::MRecords => "M records/s",
             Unit::KRecords => "k records/s",
             Unit::MBytes => "MB/s",
+            Unit::Millis => "ms",
         }
     }
 }
@@ -54,57 +63,92 @@ impl Workload {
     }
 }
 
+const fn append(
+    name: &'static str,
+    records: u64,
+    size: usize,
+    threads: usize,
+    unit: Unit,
+) -> Workload {
+    Workload {
+        name,
+        kind: Kind::Append { durable: false },
+        records,
+        size,
+        threads,
+        batch: 1,
+        unit,
+    }
+}
+
+const fn durable(name: &'static str, threads: usize, per_thread: u64, batch: u64) -> Workload {
+    Workload {
+        name,
+        kind: Kind::Append { durable: true },
+        records: threads as u64 * per_thread,
+        size: 64,
+        threads,
+        batch,
+        unit: Unit::KRecords,
+    }
+}
+
+const fn read(name: &'static str, records: u64, size: usize, unit: Unit) -> Workload {
+    Workload {
+        name,
+        kind: Kind::Read,
+        records,
+        size,
+        threads: 1,
+        batch: 1,
+        unit,
+    }
+}
+
+const fn open(name: &'static str, cold: bool) -> Workload {
+    Workload {
+        name,
+        kind: Kind::Open { cold },
+        // 1 GiB of 4 KiB records.
+        records: 262_144,
+        size: 4096,
+        threads: 1,
+        batch: 1,
+        unit: Unit::Millis,
+    }
+}
+
 /// Every workload at full size, in the order of the table.
 pub fn all() -> Vec<Workload> {
+    use Unit::{MBytes, MRecords};
     vec![
-        Workload {
-            name: "append_64b_1t",
-            kind: Kind::Append { durable: false },
-            records: 2_000_000,
-            size: 64,
-            threads: 1,
-            unit: Unit::MRecords,
-        },
-        Workload {
-            name: "append_64b_4t",
-            kind: Kind::Append { durable: false },
-            records: 2_000_000,
-            size: 64,
-            threads: 4,
-            unit: Unit::MRecords,
-        },
-        Workload {
-            name: "append_4k_1t",
-            kind: Kind::Append { durable: false },
-            records: 100_000,
-            size: 4096,
-            threads: 1,
-            unit: Unit::MBytes,
-        },
-        Workload {
-            name: "durable_4t",
-            kind: Kind::Append { durable: true },
-            records: 4 * 2_000,
-            size: 64,
-            threads: 4,
-            unit: Unit::KRecords,
-        },
-        Workload {
-            name: "read_64b",
-            kind: Kind::Read,
-            records: 2_000_000,
-            size: 64,
-            threads: 1,
-            unit: Unit::MRecords,
-        },
+        append("append_64b_1t", 2_000_000, 64, 1, MRecords),
+        append("append_64b_2t", 2_000_000, 64, 2, MRecords),
+        append("append_64b_4t", 2_000_000, 64, 4, MRecords),
+        append("append_64b_16t", 2_000_000, 64, 16, MRecords),
+        append("append_4k_1t", 100_000, 4096, 1, MBytes),
+        append("append_4k_2t", 100_000, 4096, 2, MBytes),
+        append("append_4k_4t", 100_000, 4096, 4, MBytes),
+        append("append_4k_16t", 100_000, 4096, 16, MBytes),
+        durable("durable_1t", 1, 2_000, 1),
+        durable("durable_4t", 4, 2_000, 1),
+        durable("durable_64t", 64, 250, 1),
+        durable("durable_batch64_1t", 1, 200 * 64, 64),
+        durable("durable_batch64_4t", 4, 100 * 64, 64),
+        durable("durable_batch64_64t", 64, 20 * 64, 64),
+        read("read_64b", 2_000_000, 64, MRecords),
+        read("read_4k", 100_000, 4096, MBytes),
+        open("open_1gib_warm", false),
+        open("open_1gib_cold", true),
     ]
 }
 
-/// The workload named `name`, shrunk 10x if `quick`.
+/// The workload named `name`, shrunk 10x if `quick` (batches stay whole).
 pub fn find(name: &str, quick: bool) -> Option<Workload> {
     let mut w = all().into_iter().find(|w| w.name == name)?;
     if quick {
-        w.records /= 10;
+        let unit = w.threads as u64 * w.batch;
+        w.records = (w.records / 10).div_ceil(unit) * unit;
     }
     Some(w)
 }

@@ -23,17 +23,28 @@ struct W<'a> {
 impl Writer for W<'_> {
     #[inline]
     fn append(&mut self, payload: &[u8]) -> Result<(), String> {
-        let len = u32::try_from(payload.len()).map_err(ctx("record length"))?;
-        let crc = crc32fast::hash(payload);
-        let mut header = [0u8; 8];
-        header[..4].copy_from_slice(&len.to_le_bytes());
-        header[4..].copy_from_slice(&crc.to_le_bytes());
         let mut f = self
             .file
             .lock()
             .map_err(|_| "bufwriter: mutex poisoned".to_string())?;
-        f.write_all(&header).map_err(ctx("bufwriter write"))?;
-        f.write_all(payload).map_err(ctx("bufwriter write"))?;
+        write_record(&mut f, payload)?;
+        if self.durable {
+            f.flush().map_err(ctx("bufwriter flush"))?;
+            f.get_ref()
+                .sync_data()
+                .map_err(ctx("bufwriter sync_data"))?;
+        }
+        Ok(())
+    }
+
+    fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<(), String> {
+        let mut f = self
+            .file
+            .lock()
+            .map_err(|_| "bufwriter: mutex poisoned".to_string())?;
+        for payload in payloads {
+            write_record(&mut f, payload)?;
+        }
         if self.durable {
             f.flush().map_err(ctx("bufwriter flush"))?;
             f.get_ref()
@@ -50,6 +61,45 @@ impl Writer for W<'_> {
             .map_err(|_| "bufwriter: mutex poisoned".to_string())?;
         f.flush().map_err(ctx("bufwriter flush"))
     }
+}
+
+/// `[len u32][crc32 u32][payload]` into the buffer.
+#[inline]
+fn write_record(f: &mut BufWriter<File>, payload: &[u8]) -> Result<(), String> {
+    let len = u32::try_from(payload.len()).map_err(ctx("record length"))?;
+    let crc = crc32fast::hash(payload);
+    let mut header = [0u8; 8];
+    header[..4].copy_from_slice(&len.to_le_bytes());
+    header[4..].copy_from_slice(&crc.to_le_bytes());
+    f.write_all(&header).map_err(ctx("bufwriter write"))?;
+    f.write_all(payload).map_err(ctx("bufwriter write"))
+}
+
+/// The open workloads: a plain file log's open is `File::open` and a seek to its end; it
+/// validates nothing (which is why it is the baseline, not a peer that checks its tail).
+fn open_workload(w: &Workload, path: &Path, cold: bool) -> Result<Outcome, String> {
+    use std::io::Seek;
+    let dir = path.parent().ok_or("bufwriter: no parent directory")?;
+    let (seconds, end) = harness::timed_open(dir, cold, || {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(ctx("bufwriter reopen"))?;
+        f.seek(std::io::SeekFrom::End(0))
+            .map_err(ctx("bufwriter seek"))
+    })?;
+    let expected = w.records * (w.size as u64 + 8);
+    if end != expected {
+        return Err(format!(
+            "bufwriter: {end} bytes after reopening, expected {expected}"
+        ));
+    }
+    Ok(Outcome::Measured {
+        records: w.records,
+        seconds,
+        note: Some("open = File::open and a seek to the end; nothing is validated".to_string()),
+        detail: None,
+    })
 }
 
 fn read_all(path: &Path) -> Result<(u64, u64), String> {
@@ -90,9 +140,9 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
                     durable,
                 })
                 .collect();
-            harness::drive(writers, w.per_thread(), w.size)?
+            harness::drive(writers, w.per_thread(), w.size, w.batch)?
         }
-        Kind::Read => {
+        Kind::Read | Kind::Open { .. } => {
             harness::load(
                 W {
                     file: &file,
@@ -108,7 +158,10 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
                 .sync_data()
                 .map_err(ctx("bufwriter sync_data"))?;
             drop(f);
-            harness::timed_read(w.records, w.size, || read_all(&path))?
+            match w.kind {
+                Kind::Open { cold } => return open_workload(w, &path, cold),
+                _ => harness::timed_read(w.records, w.size, || read_all(&path))?,
+            }
         }
     };
     let f = file

@@ -27,6 +27,14 @@ impl Writer for W<'_> {
             .map(drop)
             .map_err(ctx_dbg("commitlog append"))
     }
+
+    fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<(), String> {
+        payloads.iter().try_for_each(|p| self.append(p))
+    }
+}
+
+fn open(dir: &Path) -> Result<CommitLog, String> {
+    CommitLog::new(LogOptions::new(dir.join("commitlog"))).map_err(ctx_dbg("commitlog open"))
 }
 
 pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
@@ -36,14 +44,12 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
                 .to_string(),
         ));
     }
-    let log = CommitLog::new(LogOptions::new(dir.join("commitlog")))
-        .map_err(ctx_dbg("commitlog open"))?;
-    let log = Mutex::new(log);
+    let log = Mutex::new(open(dir)?);
     harness::settle();
     let seconds = match w.kind {
         Kind::Append { .. } => {
             let writers = (0..w.threads).map(|_| W(&log)).collect();
-            harness::drive(writers, w.per_thread(), w.size)?
+            harness::drive(writers, w.per_thread(), w.size, w.batch)?
         }
         Kind::Read => {
             harness::load(W(&log), w.records, w.size)?;
@@ -72,6 +78,27 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
                 }
                 Ok((n, bytes))
             })?
+        }
+        Kind::Open { cold } => {
+            harness::load(W(&log), w.records, w.size)?;
+            let mut log = log
+                .into_inner()
+                .map_err(|_| "commitlog: mutex poisoned".to_string())?;
+            log.flush().map_err(ctx_dbg("commitlog flush"))?;
+            drop(log);
+            let (seconds, log) = harness::timed_open(dir, cold, || open(dir))?;
+            if log.last_offset() != Some(w.records - 1) {
+                return Err(format!(
+                    "commitlog: last offset {:?} after reopening",
+                    log.last_offset()
+                ));
+            }
+            return Ok(Outcome::Measured {
+                records: w.records,
+                seconds,
+                note: Some("the open reads the index files, not the records".to_string()),
+                detail: None,
+            });
         }
     };
     log.lock()

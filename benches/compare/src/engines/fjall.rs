@@ -34,15 +34,32 @@ impl Writer for W<'_> {
         }
         Ok(())
     }
+
+    fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<(), String> {
+        let first = self.seq.fetch_add(payloads.len() as u64, Ordering::Relaxed);
+        let mut batch = self
+            .db
+            .batch()
+            .durability(self.durable.then_some(PersistMode::SyncData));
+        for (i, payload) in payloads.iter().enumerate() {
+            batch.insert(self.ks, (first + i as u64).to_be_bytes(), *payload);
+        }
+        batch.commit().map_err(ctx("fjall batch commit"))
+    }
 }
 
-pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
+fn open(dir: &Path) -> Result<(Database, Keyspace), String> {
     let db = Database::builder(dir.join("fjall"))
         .open()
         .map_err(ctx("fjall open"))?;
     let ks = db
         .keyspace("log", KeyspaceCreateOptions::default)
         .map_err(ctx("fjall keyspace"))?;
+    Ok((db, ks))
+}
+
+pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
+    let (db, ks) = open(dir)?;
     let seq = AtomicU64::new(0);
     harness::settle();
     let durable = w.durable();
@@ -56,7 +73,7 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
                     durable,
                 })
                 .collect();
-            harness::drive(writers, w.per_thread(), w.size)?
+            harness::drive(writers, w.per_thread(), w.size, w.batch)?
         }
         Kind::Read => {
             harness::load(
@@ -80,6 +97,31 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
                 }
                 Ok((n, bytes))
             })?
+        }
+        Kind::Open { cold } => {
+            harness::load(
+                W {
+                    db: &db,
+                    ks: &ks,
+                    seq: &seq,
+                    durable,
+                },
+                w.records,
+                w.size,
+            )?;
+            db.persist(PersistMode::SyncData)
+                .map_err(ctx("fjall persist"))?;
+            drop(ks);
+            drop(db);
+            let (seconds, (db, _ks)) = harness::timed_open(dir, cold, || open(dir))?;
+            db.persist(PersistMode::SyncData)
+                .map_err(ctx("fjall persist"))?;
+            return Ok(Outcome::Measured {
+                records: w.records,
+                seconds,
+                note: None,
+                detail: None,
+            });
         }
     };
     db.persist(PersistMode::SyncData)

@@ -22,6 +22,49 @@ impl Writer for W<'_> {
             .map(drop)
             .map_err(ctx("mmlog append"))
     }
+
+    fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<(), String> {
+        self.0
+            .append_batch(payloads)
+            .map(drop)
+            .map_err(ctx("mmlog append_batch"))
+    }
+}
+
+/// The open workloads: write (untimed), close, then time `Log::open`.
+fn open_workload(
+    w: &Workload,
+    dir: &Path,
+    options: Options,
+    cold: bool,
+) -> Result<Outcome, String> {
+    let log = Log::open(dir, options.clone()).map_err(ctx("mmlog open"))?;
+    harness::load(W(&log), w.records, w.size)?;
+    log.sync().map_err(ctx("mmlog sync"))?;
+    log.close().map_err(ctx("mmlog close"))?;
+    let (seconds, log) = harness::timed_open(dir, cold, || {
+        Log::open(dir, options).map_err(ctx("mmlog reopen"))
+    })?;
+    if log.last_seq() != w.records.checked_sub(1) {
+        return Err(format!(
+            "mmlog: last_seq {:?} after reopening",
+            log.last_seq()
+        ));
+    }
+    let report = log.recovery_report();
+    let detail = format!(
+        "{} segments; the open scanned {} of them ({} MiB)",
+        log.stats().segments,
+        report.segments_scanned,
+        report.bytes_scanned >> 20
+    );
+    log.close().map_err(ctx("mmlog close"))?;
+    Ok(Outcome::Measured {
+        records: w.records,
+        seconds,
+        note: None,
+        detail: Some(detail),
+    })
 }
 
 pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
@@ -38,12 +81,15 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
         options = options.segment_size(bytes);
     }
     let segment_size = options.get_segment_size();
+    if let Kind::Open { cold } = w.kind {
+        return open_workload(w, dir, options, cold);
+    }
     let log = Log::open(dir, options).map_err(ctx("mmlog open"))?;
     harness::settle();
     let seconds = match w.kind {
         Kind::Append { .. } => {
             let writers = (0..w.threads).map(|_| W(&log)).collect();
-            harness::drive(writers, w.per_thread(), w.size)?
+            harness::drive(writers, w.per_thread(), w.size, w.batch)?
         }
         Kind::Read => {
             harness::load(W(&log), w.records, w.size)?;
@@ -59,6 +105,7 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
                 Ok((n, bytes))
             })?
         }
+        Kind::Open { .. } => return Err("open workloads are run by open_workload".to_string()),
     };
     // Untimed sanity check: every record got its sequence number.
     if log.last_seq() != w.records.checked_sub(1) {

@@ -6,6 +6,7 @@ pub mod bufwriter;
 pub mod commitlog;
 #[cfg(feature = "fjall")]
 pub mod fjall;
+pub mod limit;
 pub mod mmlog;
 #[cfg(feature = "okaywal")]
 pub mod okaywal;
@@ -28,13 +29,22 @@ pub const ALL: &[&str] = &[
     "fjall",
     "commitlog",
     "raft-engine",
+    "limit",
 ];
+
+/// The peers whose open reads and checks the records it recovers: the open workloads compare
+/// mmlog with these only (a plain file, commitlog and an okaywal emptied by its checkpoints
+/// have nothing they check at open; their cells say so).
+pub const VALIDATES_ON_OPEN: &[&str] = &["sled", "fjall", "raft-engine"];
+
+/// Not engines: the columns that are not peers (the machine's limits).
+pub const NOT_PEERS: &[&str] = &["mmlog", "limit"];
 
 /// Whether `engine` was compiled into this binary (its cargo feature is on).
 #[allow(clippy::match_like_matches_macro)] // the answers depend on the features
 pub fn built(engine: &str) -> bool {
     match engine {
-        "mmlog" | "bufwriter" => true,
+        "mmlog" | "bufwriter" | "limit" => true,
         "okaywal" => cfg!(feature = "okaywal"),
         "sled" => cfg!(feature = "sled"),
         "fjall" => cfg!(feature = "fjall"),
@@ -49,6 +59,7 @@ pub fn run(engine: &str, w: &Workload, dir: &Path) -> Result<Outcome, String> {
     match engine {
         "mmlog" => mmlog::run(w, dir),
         "bufwriter" => bufwriter::run(w, dir),
+        "limit" => limit::run(w, dir),
         #[cfg(feature = "okaywal")]
         "okaywal" => okaywal::run(w, dir),
         #[cfg(feature = "sled")]

@@ -112,15 +112,55 @@ impl Writer for W<'_> {
         Ok(())
     }
 
+    fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<(), String> {
+        let mut entry = self.wal.begin_entry().map_err(ctx("okaywal begin_entry"))?;
+        for payload in payloads {
+            entry
+                .write_chunk(payload)
+                .map_err(ctx("okaywal write_chunk"))?;
+        }
+        entry.commit().map_err(ctx("okaywal commit")).map(drop)
+    }
+
     fn finish(&mut self) -> Result<(), String> {
         self.commit()
     }
+}
+
+/// The open workloads: write (untimed, 1,000 records per entry, default checkpointing), shut
+/// down, then time `Configuration::open`, which recovers every entry not yet checkpointed.
+fn open_workload(w: &Workload, config: Configuration, cold: bool) -> Result<Outcome, String> {
+    let wal = config
+        .clone()
+        .open(Manager::default())
+        .map_err(ctx("okaywal open"))?;
+    harness::load(W::new(&wal, PER_ENTRY), w.records, w.size)?;
+    wal.shutdown().map_err(ctx("okaywal shutdown"))?;
+    let manager = Manager::default();
+    let recovered = manager.records.clone();
+    let directory = config.directory.clone();
+    let (seconds, wal) = harness::timed_open(&directory, cold, || {
+        config.open(manager).map_err(ctx("okaywal reopen"))
+    })?;
+    wal.shutdown().map_err(ctx("okaywal shutdown"))?;
+    let recovered = recovered.load(Ordering::Relaxed);
+    Ok(Outcome::Measured {
+        records: w.records,
+        seconds,
+        note: Some(format!(
+            "its checkpoints had dropped all but {recovered} of the records, so the open read only those"
+        )),
+        detail: None,
+    })
 }
 
 pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
     let path = dir.join("wal");
     let per_entry = if w.durable() { 1 } else { PER_ENTRY };
     let mut config = Configuration::default_for(&path);
+    if let Kind::Open { cold } = w.kind {
+        return open_workload(w, config, cold);
+    }
     if w.kind == Kind::Read {
         config = config.checkpoint_after_bytes(u64::MAX);
     }
@@ -132,7 +172,7 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
     let (seconds, note) = match w.kind {
         Kind::Append { durable } => {
             let writers = (0..w.threads).map(|_| W::new(&wal, per_entry)).collect();
-            let secs = harness::drive(writers, w.per_thread(), w.size)?;
+            let secs = harness::drive(writers, w.per_thread(), w.size, w.batch)?;
             let note = (!durable).then(|| {
                 format!(
                     "okaywal has no unsynced commit: {PER_ENTRY} records per entry, one commit (fdatasync) per entry"
@@ -166,6 +206,7 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
                 detail: None,
             });
         }
+        Kind::Open { .. } => return Err("open workloads are run by open_workload".to_string()),
     };
     wal.shutdown().map_err(ctx("okaywal shutdown"))?;
     Ok(Outcome::Measured {

@@ -65,6 +65,26 @@ impl Writer for W<'_> {
         self.next_index += 1;
         Ok(())
     }
+
+    fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<(), String> {
+        let mut entries = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            let mut value = payload.to_vec();
+            let n = value.len().min(8);
+            value[..n].copy_from_slice(&self.next_index.to_be_bytes()[..n]);
+            let mut entry = BytesValue::new();
+            entry.value = value;
+            entries.push(entry);
+            self.next_index += 1;
+        }
+        self.batch
+            .add_entries::<M>(self.region, &entries)
+            .map_err(ctx("raft-engine add_entries"))?;
+        self.engine
+            .write(&mut self.batch, self.sync)
+            .map_err(ctx("raft-engine write"))
+            .map(drop)
+    }
 }
 
 pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
@@ -75,7 +95,7 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
         dir: dir.join("raft").to_string_lossy().into_owned(),
         ..Config::default()
     };
-    let engine = Engine::open(cfg).map_err(ctx("raft-engine open"))?;
+    let engine = Engine::open(cfg.clone()).map_err(ctx("raft-engine open"))?;
     harness::settle();
     let sync = w.durable();
     let seconds = match w.kind {
@@ -83,7 +103,7 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
             let writers = (0..w.threads)
                 .map(|t| W::new(&engine, t as u64 + 1, sync))
                 .collect();
-            harness::drive(writers, w.per_thread(), w.size)?
+            harness::drive(writers, w.per_thread(), w.size, w.batch)?
         }
         Kind::Read => {
             harness::load(W::new(&engine, 1, sync), w.records, w.size)?;
@@ -110,6 +130,24 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
                 }
                 Ok((n, bytes))
             })?
+        }
+        Kind::Open { cold } => {
+            harness::load(W::new(&engine, 1, sync), w.records, w.size)?;
+            engine.sync().map_err(ctx("raft-engine sync"))?;
+            drop(engine);
+            let (seconds, engine) = harness::timed_open(dir, cold, || {
+                Engine::open(cfg).map_err(ctx("raft-engine reopen"))
+            })?;
+            let last = engine.last_index(1);
+            if last != Some(w.records) {
+                return Err(format!("raft-engine: last index {last:?} after reopening"));
+            }
+            return Ok(Outcome::Measured {
+                records: w.records,
+                seconds,
+                note: None,
+                detail: None,
+            });
         }
     };
     engine.sync().map_err(ctx("raft-engine sync"))?;

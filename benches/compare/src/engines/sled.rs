@@ -30,13 +30,32 @@ impl Writer for W<'_> {
         }
         Ok(())
     }
+
+    fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<(), String> {
+        let first = self.seq.fetch_add(payloads.len() as u64, Ordering::Relaxed);
+        let mut batch = sled::Batch::default();
+        for (i, payload) in payloads.iter().enumerate() {
+            batch.insert(&(first + i as u64).to_be_bytes(), *payload);
+        }
+        self.db
+            .apply_batch(batch)
+            .map_err(ctx("sled apply_batch"))?;
+        if self.durable {
+            self.db.flush().map_err(ctx("sled flush"))?;
+        }
+        Ok(())
+    }
+}
+
+fn open(dir: &Path) -> Result<sled::Db, String> {
+    sled::Config::new()
+        .path(dir.join("sled"))
+        .open()
+        .map_err(ctx("sled open"))
 }
 
 pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
-    let db = sled::Config::new()
-        .path(dir.join("sled"))
-        .open()
-        .map_err(ctx("sled open"))?;
+    let db = open(dir)?;
     let seq = AtomicU64::new(0);
     harness::settle();
     let durable = w.durable();
@@ -49,7 +68,7 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
                     durable,
                 })
                 .collect();
-            harness::drive(writers, w.per_thread(), w.size)?
+            harness::drive(writers, w.per_thread(), w.size, w.batch)?
         }
         Kind::Read => {
             harness::load(
@@ -72,14 +91,40 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
                 Ok((n, bytes))
             })?
         }
+        Kind::Open { cold } => {
+            harness::load(
+                W {
+                    db: &db,
+                    seq: &seq,
+                    durable,
+                },
+                w.records,
+                w.size,
+            )?;
+            db.flush().map_err(ctx("sled flush"))?;
+            drop(db);
+            let (seconds, db) = harness::timed_open(dir, cold, || open(dir))?;
+            if db.len() as u64 != w.records {
+                return Err(format!("sled: {} keys after reopening", db.len()));
+            }
+            return Ok(Outcome::Measured {
+                records: w.records,
+                seconds,
+                note: None,
+                detail: None,
+            });
+        }
     };
     db.flush().map_err(ctx("sled flush"))?;
     let note = match w.kind {
         Kind::Append { durable: false } => Some(
             "sled default: inserts reach the OS in a background flush every 500 ms".to_string(),
         ),
+        Kind::Append { durable: true } if w.batch > 1 => {
+            Some("Db::apply_batch, then Db::flush(), per call".to_string())
+        }
         Kind::Append { durable: true } => Some("Db::flush() after every insert".to_string()),
-        Kind::Read => None,
+        Kind::Read | Kind::Open { .. } => None,
     };
     Ok(Outcome::Measured {
         records: w.records,
