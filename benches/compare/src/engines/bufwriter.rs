@@ -23,18 +23,7 @@ struct W<'a> {
 impl Writer for W<'_> {
     #[inline]
     fn append(&mut self, payload: &[u8]) -> Result<(), String> {
-        let mut f = self
-            .file
-            .lock()
-            .map_err(|_| "bufwriter: mutex poisoned".to_string())?;
-        write_record(&mut f, payload)?;
-        if self.durable {
-            f.flush().map_err(ctx("bufwriter flush"))?;
-            f.get_ref()
-                .sync_data()
-                .map_err(ctx("bufwriter sync_data"))?;
-        }
-        Ok(())
+        self.append_batch(&[payload])
     }
 
     fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<(), String> {

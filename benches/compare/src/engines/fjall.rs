@@ -75,7 +75,7 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
                 .collect();
             harness::drive(writers, w.per_thread(), w.size, w.batch)?
         }
-        Kind::Read => {
+        Kind::Read | Kind::Open { .. } => {
             harness::load(
                 W {
                     db: &db,
@@ -88,6 +88,19 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
             )?;
             db.persist(PersistMode::SyncData)
                 .map_err(ctx("fjall persist"))?;
+            if let Kind::Open { cold } = w.kind {
+                drop(ks);
+                drop(db);
+                let (seconds, (db, _ks)) = harness::timed_open(dir, cold, || open(dir))?;
+                db.persist(PersistMode::SyncData)
+                    .map_err(ctx("fjall persist"))?;
+                return Ok(Outcome::Measured {
+                    records: w.records,
+                    seconds,
+                    note: None,
+                    detail: None,
+                });
+            }
             harness::timed_read(w.records, w.size, || {
                 let (mut n, mut bytes) = (0u64, 0u64);
                 for guard in ks.iter() {
@@ -97,31 +110,6 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
                 }
                 Ok((n, bytes))
             })?
-        }
-        Kind::Open { cold } => {
-            harness::load(
-                W {
-                    db: &db,
-                    ks: &ks,
-                    seq: &seq,
-                    durable,
-                },
-                w.records,
-                w.size,
-            )?;
-            db.persist(PersistMode::SyncData)
-                .map_err(ctx("fjall persist"))?;
-            drop(ks);
-            drop(db);
-            let (seconds, (db, _ks)) = harness::timed_open(dir, cold, || open(dir))?;
-            db.persist(PersistMode::SyncData)
-                .map_err(ctx("fjall persist"))?;
-            return Ok(Outcome::Measured {
-                records: w.records,
-                seconds,
-                note: None,
-                detail: None,
-            });
         }
     };
     db.persist(PersistMode::SyncData)

@@ -70,7 +70,7 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
                 .collect();
             harness::drive(writers, w.per_thread(), w.size, w.batch)?
         }
-        Kind::Read => {
+        Kind::Read | Kind::Open { .. } => {
             harness::load(
                 W {
                     db: &db,
@@ -81,6 +81,19 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
                 w.size,
             )?;
             db.flush().map_err(ctx("sled flush"))?;
+            if let Kind::Open { cold } = w.kind {
+                drop(db);
+                let (seconds, db) = harness::timed_open(dir, cold, || open(dir))?;
+                if db.len() as u64 != w.records {
+                    return Err(format!("sled: {} keys after reopening", db.len()));
+                }
+                return Ok(Outcome::Measured {
+                    records: w.records,
+                    seconds,
+                    note: None,
+                    detail: None,
+                });
+            }
             harness::timed_read(w.records, w.size, || {
                 let (mut n, mut bytes) = (0u64, 0u64);
                 for kv in db.iter() {
@@ -90,29 +103,6 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
                 }
                 Ok((n, bytes))
             })?
-        }
-        Kind::Open { cold } => {
-            harness::load(
-                W {
-                    db: &db,
-                    seq: &seq,
-                    durable,
-                },
-                w.records,
-                w.size,
-            )?;
-            db.flush().map_err(ctx("sled flush"))?;
-            drop(db);
-            let (seconds, db) = harness::timed_open(dir, cold, || open(dir))?;
-            if db.len() as u64 != w.records {
-                return Err(format!("sled: {} keys after reopening", db.len()));
-            }
-            return Ok(Outcome::Measured {
-                records: w.records,
-                seconds,
-                note: None,
-                detail: None,
-            });
         }
     };
     db.flush().map_err(ctx("sled flush"))?;
