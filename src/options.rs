@@ -238,6 +238,7 @@ impl Options {
     }
 
     /// The largest payload a segment of `segment_size` bytes accepts.
+    #[inline]
     pub fn payload_len_max(segment_size: u64) -> u64 {
         segment_size
             .saturating_sub((SEGMENT_HEADER_LEN + FRAME_HEADER_LEN) as u64)

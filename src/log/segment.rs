@@ -236,6 +236,7 @@ impl Segment {
         idx.entries = Vec::new();
     }
 
+    #[inline]
     pub(crate) fn completion(&self) -> Option<Completion> {
         self.completion.get().copied()
     }
