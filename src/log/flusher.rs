@@ -11,10 +11,11 @@
 //! - A failed `msync` poisons the log and is never retried: the kernel may already have
 //!   dropped the pages it failed to write.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::Thread;
 use std::time::{Duration, Instant};
+
+use rustix::thread::futex;
 
 use super::segment::Segment;
 use super::shared::{Shared, lock};
@@ -42,8 +43,6 @@ struct FlushState {
     last_batch: usize,
     /// How long the previous flush took.
     last_flush: Duration,
-    /// Writers parked until the durable watermark reaches their sequence number.
-    waiters: Vec<(u64, Thread)>,
 }
 
 /// The flusher's hand-off with writers and `sync`.
@@ -56,6 +55,11 @@ pub(crate) struct FlushShared {
     pub(crate) durable_next: AtomicU64,
     /// `msync` calls made, for group-commit statistics.
     pub(crate) msync_count: AtomicU64,
+    /// Bumped each time the durable watermark moves (or the log stops): writers waiting for
+    /// it sleep on this word (a futex), so one system call wakes them all.
+    epoch: AtomicU32,
+    /// Writers sleeping on `epoch` or about to.
+    waiting: AtomicUsize,
 }
 
 impl FlushShared {
@@ -68,12 +72,13 @@ impl FlushShared {
                 arrivals: 0,
                 last_batch: 0,
                 last_flush: Duration::ZERO,
-                waiters: Vec::new(),
             }),
             work_cv: Condvar::new(),
             stopped: AtomicBool::new(false),
             durable_next: AtomicU64::new(durable_next),
             msync_count: AtomicU64::new(0),
+            epoch: AtomicU32::new(0),
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -86,26 +91,24 @@ impl FlushShared {
         self.work_cv.notify_one();
     }
 
-    /// Unparks the writers whose records are now durable, or every writer with `all` (the
-    /// log is poisoned or the flusher stopped). Each writer is parked on its own, and woken
-    /// directly: a thousand writers do not queue up on one mutex to find out they are done.
-    pub(crate) fn wake_waiters(&self, all: bool) {
-        let durable = self.durable_next.load(Ordering::Acquire);
-        let mut st = self.lock();
-        let mut woken = Vec::new();
-        st.waiters.retain(|(next, thread)| {
-            let done = all || *next <= durable;
-            if done {
-                woken.push(thread.clone());
-            }
-            !done
-        });
-        // The next batch is worth holding open for every writer released now (they will be
-        // back with their next record) plus those already waiting for it.
-        st.last_batch = woken.len() + st.arrivals;
-        drop(st);
-        for thread in woken {
-            thread.unpark();
+    /// Wakes the writers waiting for the durable watermark (called after it moved, or once the
+    /// log is poisoned or the flusher stopped): one `futex` wake for all of them, so the
+    /// flusher does not make a system call per writer before it can start the next `msync`.
+    /// Each writer checks its own target and sleeps again if it is not reached yet.
+    ///
+    /// No wake-up is lost: the watermark is stored (by the caller) before `epoch` is bumped
+    /// and `waiting` is read, all sequentially consistent, and a writer counts itself in
+    /// `waiting` before it reads `epoch` and the watermark. So either this call sees the
+    /// writer and wakes it, or the writer sees the new watermark (or epoch) and does not sleep.
+    pub(crate) fn wake_waiters(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let waiting = self.waiting.load(Ordering::SeqCst);
+        // The next batch is worth holding open for every writer waiting now: those released
+        // by this wake-up will be back with their next record, and the rest wait for it.
+        self.lock().last_batch = waiting;
+        if waiting > 0 {
+            // The count is an `int` in the kernel: `i32::MAX` means all of them.
+            let _ = futex::wake(&self.epoch, futex::Flags::PRIVATE, i32::MAX as u32);
         }
     }
 
@@ -128,23 +131,27 @@ impl FlushShared {
         if first || st.arrivals == st.last_batch {
             self.work_cv.notify_one();
         }
-        st.waiters.push((next, std::thread::current()));
         drop(st);
-        loop {
-            if self.durable_next.load(Ordering::Acquire) >= next {
-                return Ok(());
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let outcome = loop {
+            let epoch = self.epoch.load(Ordering::SeqCst);
+            if self.durable_next.load(Ordering::SeqCst) >= next {
+                break Ok(());
             }
             if shared.is_poisoned() {
-                return Err(Error::Poisoned {
+                break Err(Error::Poisoned {
                     cause: shared.poison_cause(),
                 });
             }
-            if self.stopped.load(Ordering::Acquire) {
-                return Err(Error::Closed);
+            if self.stopped.load(Ordering::SeqCst) {
+                break Err(Error::Closed);
             }
-            // An unpark that came before this park is not lost: it leaves a token.
-            std::thread::park();
-        }
+            // Returns at once if `epoch` moved since it was read (`EAGAIN`), and on a signal
+            // (`EINTR`); the loop checks again either way.
+            let _ = futex::wait(&self.epoch, futex::Flags::PRIVATE, epoch, None);
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        outcome
     }
 }
 
@@ -160,9 +167,9 @@ pub(crate) fn run(shared: &Shared, first_unsealed: Arc<Segment>) {
         let started = Instant::now();
         match flush_committed(shared, &mut cursor) {
             Ok(durable) => {
-                flush.durable_next.fetch_max(durable, Ordering::AcqRel);
+                flush.durable_next.fetch_max(durable, Ordering::SeqCst);
                 flush.lock().last_flush = started.elapsed();
-                flush.wake_waiters(false);
+                flush.wake_waiters();
             }
             Err(e) => {
                 shared.poison(&e);
@@ -177,8 +184,8 @@ pub(crate) fn run(shared: &Shared, first_unsealed: Arc<Segment>) {
             std::thread::yield_now();
         }
     }
-    flush.stopped.store(true, Ordering::Release);
-    flush.wake_waiters(true);
+    flush.stopped.store(true, Ordering::SeqCst);
+    flush.wake_waiters();
 }
 
 fn wait_for_work(shared: &Shared) -> (u64, bool) {

@@ -156,7 +156,7 @@ impl Shared {
             Ordering::AcqRel,
             Ordering::Acquire,
         );
-        self.flush.wake_waiters(true);
+        self.flush.wake_waiters();
     }
 
     pub(crate) fn mark_closed(&self) {

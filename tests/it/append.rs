@@ -515,3 +515,39 @@ fn every_payload_length_up_to_300_bytes_reads_back_intact() {
         assert_eq!(payload, &body(lens[i % lens.len()]), "record {i}");
     }
 }
+
+#[test]
+fn one_flush_releases_every_writer_it_made_durable() {
+    // Writers waiting for the same flush must all be released by it. Each thread appends
+    // once, so no later flush comes along to release a writer the first one forgot: a lost
+    // wake-up shows up as a thread that never returns (caught by the deadline, not a hang).
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::sync::Arc::new(
+            Log::open(
+                dir.path(),
+                Options::default().durability(Durability::Immediate),
+            )
+            .unwrap(),
+        );
+        let writers = 8;
+        let start = std::sync::Arc::new(std::sync::Barrier::new(writers));
+        let (done, finished) = std::sync::mpsc::channel();
+        for w in 0..writers {
+            let (log, start, done) = (log.clone(), start.clone(), done.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                let seq = log.append(&payload(w, 0, 32)).unwrap();
+                let _ = done.send(seq);
+            });
+        }
+        let mut seqs = HashSet::new();
+        for _ in 0..writers {
+            let seq = finished
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("round {round}: a writer was never released"));
+            assert!(seqs.insert(seq));
+            assert!(log.durable_seq() >= Some(seq));
+        }
+    }
+}
