@@ -704,7 +704,12 @@ fn start_segment(dir: &Path, prev: Option<&Arc<Segment>>, capacity: u64) -> Resu
         base_seq,
         created_ns: sfs::now_ns(),
     };
-    Ok(Arc::new(Segment::activate(path, Arc::new(map), header)?))
+    Ok(Arc::new(Segment::activate(
+        path,
+        Arc::new(map),
+        header,
+        false,
+    )?))
 }
 
 const _: () = assert!(FRAME_HEADER_LEN + SEGMENT_HEADER_LEN < 4096);

@@ -79,11 +79,13 @@ pub(crate) struct Segment {
 
 impl Segment {
     /// A segment becoming active now: writes its header through `map` (nobody else can see the
-    /// segment yet, so the write is exclusive).
+    /// segment yet, so the write is exclusive). `filled`: its pages are all in the page cache
+    /// already, so none are faulted in ahead of the writers.
     pub(crate) fn activate(
         path: PathBuf,
         map: Arc<Mapping>,
         header: SegmentHeader,
+        filled: bool,
     ) -> Result<Segment> {
         let bytes = header.encode();
         // SAFETY: the segment is not yet published to any other thread, and its header range
@@ -105,7 +107,11 @@ impl Segment {
             synced_offset: StdAtomicU64::new(0),
             index: RwLock::new(SegmentIndex::empty(start, header.base_seq)),
             seal_max_ts: StdAtomicU64::new(0),
-            prefault: Prefault::from(start),
+            prefault: if filled {
+                Prefault::never()
+            } else {
+                Prefault::from(start)
+            },
         })
     }
 

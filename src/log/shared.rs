@@ -307,6 +307,7 @@ impl Shared {
             prepared.path,
             prepared.map,
             header,
+            prepared.filled,
         )?))
     }
 

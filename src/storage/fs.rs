@@ -171,6 +171,24 @@ fn allocate(file: &File, len: u64) -> io::Result<()> {
     }
 }
 
+/// Zeros for [`fill_page_cache`] to copy from: in `.bss`, so reading it maps the kernel's
+/// shared zero page and costs no memory.
+static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+
+/// Writes zeros over `0..len` of `file` with `pwrite`, which puts zeroed pages in the page
+/// cache about three times faster than faulting them in through a mapping (the kernel copies
+/// into fresh pages instead of zeroing them and then running the file system's write fault for
+/// every page). Only for a file nobody has mapped or written yet.
+pub(crate) fn fill_page_cache(file: &File, len: u64) -> io::Result<()> {
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(ZEROS.len() as u64) as usize;
+        file.write_all_at(&ZEROS[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
 /// Allocation for filesystems without `fallocate`: write the zeros for real.
 fn write_zeros(file: &File, len: u64) -> io::Result<()> {
     let chunk = vec![0u8; 1 << 20];
