@@ -12,6 +12,16 @@
 //! steps of [`STEP`]: a writer whose reservation ends past [`Prefault::ask_at`] asks for the
 //! next step (one relaxed load and compare per append; the ask itself happens once per
 //! step). A writer that outruns the thread just takes the faults itself.
+//!
+//! # Filling whole segments for fast writers
+//!
+//! When the segment before lasted less than [`FAST_FILL`], the writer is fast enough to
+//! overwrite a whole segment of zero pages long before the kernel would write them back, and
+//! the next segment is prepared differently: its zeros are written with `pwrite` before it is
+//! mapped or handed over ([`sfs::fill_page_cache`]), which puts its pages in the page cache
+//! about three times faster than faulting them in, and no window is kept for it (the writer's
+//! first touch of a page that is already in the page cache is cheap). Nobody else can see a
+//! spare before it is handed over, so writing into the file there races with no one.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
