@@ -534,6 +534,7 @@ impl Log {
     }
 
     fn shutdown(&mut self) -> Result<()> {
+        let running = self.flusher.is_some();
         if let Some(h) = self.compactor.take() {
             self.shared.compactor.shutdown();
             let _ = h.join();
@@ -545,6 +546,10 @@ impl Log {
         if let Some(h) = self.preparer.take() {
             self.shared.spare.shutdown();
             let _ = h.join();
+        }
+        if running && !self.shared.is_poisoned() {
+            // No writer is left (closing takes the `Log`; a `Reservation` borrows it).
+            self.shared.discard_unused_tail();
         }
         self.shared.mark_closed();
         self.lock_file = None;

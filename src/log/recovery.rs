@@ -532,6 +532,7 @@ fn scan_segment(
     }
     let writable_tail = !sealed && (ends_log || next_base.is_none());
     let map = if writable_tail && mode == Mode::Repair {
+        sfs::ensure_allocated(&f.file, &f.path, f.len)?;
         Some(Mapping::map(&f.file, f.len, true, false).map_err(|e| Error::io("mmap", &f.path, e))?)
     } else {
         None

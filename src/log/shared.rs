@@ -311,6 +311,19 @@ impl Shared {
         )?))
     }
 
+    /// At a clean close, once no writer is left: drops the zero pages put in the page cache
+    /// ahead of the writers past the tail's last frame, so that nothing writes them back to
+    /// disk (the next open's `fsync` of the tail would otherwise write up to a segment of
+    /// zeros). See [`sfs::discard_unused`].
+    pub(crate) fn discard_unused_tail(&self) {
+        let seg = self.active();
+        if seg.completion().is_some() || seg.writer_map().is_none() {
+            return;
+        }
+        let from = seg.tail.load().offset.div_ceil(4096) * 4096;
+        sfs::discard_unused(&seg.path, from, seg.capacity);
+    }
+
     /// Faults in pages ahead of the active segment's writers (on the preparing thread).
     pub(crate) fn prefault_active(&self) {
         let seg = self.active();

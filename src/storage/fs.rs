@@ -189,6 +189,40 @@ pub(crate) fn fill_page_cache(file: &File, len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Drops the page-cache pages of `from..len` of a segment nobody will write there before it
+/// is opened again (the unused end of the tail at a clean close), without writing them back:
+/// they hold only zeros, put there ahead of the writers. Punches the range out and allocates
+/// it again, so it stays allocated, and reads as zeros either way. Best effort: on a file
+/// system that cannot punch holes, or if the new allocation fails (the open that follows
+/// allocates the tail again; see [`ensure_allocated`]), the pages are simply left.
+pub(crate) fn discard_unused(path: &Path, from: u64, len: u64) {
+    use rustix::fs::{FallocateFlags, fallocate};
+    if from >= len {
+        return;
+    }
+    let Ok(file) = OpenOptions::new().write(true).open(path) else {
+        return;
+    };
+    let keep = FallocateFlags::KEEP_SIZE;
+    if fallocate(&file, keep | FallocateFlags::PUNCH_HOLE, from, len - from).is_ok() {
+        let _ = fallocate(&file, keep, from, len - from);
+    }
+}
+
+/// Makes sure every byte of `0..len` of `file` has disk space, so that writing it through a
+/// mapping cannot end in SIGBUS for want of space: the tail segment is written through a
+/// mapping after the open, and a file copied sparse, or cut short of its allocation by
+/// [`discard_unused`] on a full disk, could have holes. Cheap where all of it is allocated.
+pub(crate) fn ensure_allocated(file: &File, path: &Path, len: u64) -> Result<()> {
+    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::KEEP_SIZE, 0, len) {
+        Ok(()) | Err(rustix::io::Errno::OPNOTSUPP) => Ok(()),
+        Err(e) if is_no_space(&e.into()) => Err(Error::NoSpace {
+            path: path.to_path_buf(),
+        }),
+        Err(e) => Err(Error::io("fallocate", path, e.into())),
+    }
+}
+
 /// Allocation for filesystems without `fallocate`: write the zeros for real.
 fn write_zeros(file: &File, len: u64) -> io::Result<()> {
     let chunk = vec![0u8; 1 << 20];

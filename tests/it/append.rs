@@ -551,3 +551,69 @@ fn one_flush_releases_every_writer_it_made_durable() {
         }
     }
 }
+
+/// Disk bytes allocated to `path` (`st_blocks` counts 512-byte units).
+fn allocated(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+#[test]
+fn a_clean_close_drops_the_tails_unused_pages_and_keeps_them_allocated() {
+    // A fast writer gets segments whose zeros were written ahead into the page cache; a clean
+    // close must drop those past the last frame (else the next open writes them to disk) and
+    // leave the space allocated, so the next owner can write there without SIGBUS.
+    let dir = tempfile::tempdir().unwrap();
+    let size: u64 = 8 << 20;
+    let log = Log::open(dir.path(), Options::default().segment_size(size)).unwrap();
+    let record = vec![3u8; 4000];
+    // About four and a half segments, quickly: the later ones are prepared filled.
+    for _ in 0..(9 * size / 2) / 4096 {
+        log.append(&record).unwrap();
+    }
+    log.close().unwrap();
+    // The newest segment file left (the close removed the unused spare).
+    let tail = std::fs::read_dir(dir.path().join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .max()
+        .unwrap();
+    let file = std::fs::File::open(&tail).unwrap();
+    let resident = resident_pages(&file) as u64 * 4096;
+    // Half of the tail holds frames; none of the rest should stay in the page cache.
+    assert!(
+        resident <= size / 2 + (1 << 20),
+        "{resident} bytes of the tail resident after close"
+    );
+    assert!(allocated(&tail) >= size, "the tail lost its allocation");
+    // The next owner appends on, and everything reads back.
+    let log = Log::open(dir.path(), Options::default().segment_size(size)).unwrap();
+    let before = log.last_seq().unwrap();
+    log.append(b"after the reopen").unwrap();
+    assert_eq!(read_all(&log).len() as u64, before + 2);
+}
+
+#[test]
+fn a_tail_with_holes_is_allocated_again_at_open() {
+    // A log copied sparse (or cut short of its allocation) has holes in its tail segment,
+    // which the owner writes through a mapping: the open must give them disk space back.
+    let dir = tempfile::tempdir().unwrap();
+    let size: u64 = 8 << 20;
+    {
+        let log = Log::open(dir.path(), Options::default().segment_size(size)).unwrap();
+        log.append(b"one record").unwrap();
+        log.close().unwrap();
+    }
+    let tail = dir.path().join("segments/00000000000000000000.seg");
+    {
+        let f = std::fs::OpenOptions::new().write(true).open(&tail).unwrap();
+        let punch = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
+        rustix::fs::fallocate(&f, punch, 1 << 20, size - (1 << 20)).unwrap();
+    }
+    assert!(allocated(&tail) < size, "the hole was not punched");
+    let log = Log::open(dir.path(), Options::default().segment_size(size)).unwrap();
+    assert!(allocated(&tail) >= size, "the open left the hole");
+    log.append(b"two").unwrap();
+    assert_eq!(read_all(&log).len(), 2);
+}
