@@ -44,7 +44,7 @@ pub(crate) struct Prepared {
 }
 
 /// Bytes kept faulted in past the writers of the active segment.
-pub(crate) const AHEAD: u64 = 16 << 20;
+const AHEAD: u64 = 16 << 20;
 /// Bytes faulted in per step (and per ask).
 const STEP: u64 = 4 << 20;
 /// A segment filled faster than this is followed by one whose pages are all put in the page

@@ -121,25 +121,17 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
     let file = Mutex::new(BufWriter::with_capacity(BUF, file));
     harness::settle();
     let durable = w.durable();
+    let writer = || W {
+        file: &file,
+        durable,
+    };
     let seconds = match w.kind {
         Kind::Append { .. } => {
-            let writers = (0..w.threads)
-                .map(|_| W {
-                    file: &file,
-                    durable,
-                })
-                .collect();
+            let writers = (0..w.threads).map(|_| writer()).collect();
             harness::drive(writers, w.per_thread(), w.size, w.batch)?
         }
         Kind::Read | Kind::Open { .. } => {
-            harness::load(
-                W {
-                    file: &file,
-                    durable,
-                },
-                w.records,
-                w.size,
-            )?;
+            harness::load(writer(), w.records, w.size)?;
             let f = file
                 .lock()
                 .map_err(|_| "bufwriter: mutex poisoned".to_string())?;

@@ -59,27 +59,18 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
     let seq = AtomicU64::new(0);
     harness::settle();
     let durable = w.durable();
+    let writer = || W {
+        db: &db,
+        seq: &seq,
+        durable,
+    };
     let seconds = match w.kind {
         Kind::Append { .. } => {
-            let writers = (0..w.threads)
-                .map(|_| W {
-                    db: &db,
-                    seq: &seq,
-                    durable,
-                })
-                .collect();
+            let writers = (0..w.threads).map(|_| writer()).collect();
             harness::drive(writers, w.per_thread(), w.size, w.batch)?
         }
         Kind::Read | Kind::Open { .. } => {
-            harness::load(
-                W {
-                    db: &db,
-                    seq: &seq,
-                    durable,
-                },
-                w.records,
-                w.size,
-            )?;
+            harness::load(writer(), w.records, w.size)?;
             db.flush().map_err(ctx("sled flush"))?;
             if let Kind::Open { cold } = w.kind {
                 drop(db);
