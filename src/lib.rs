@@ -48,6 +48,8 @@ mod log;
 mod options;
 mod storage;
 pub(crate) mod sync;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{CorruptionKind, Error, Result};
 pub use log::{

@@ -110,7 +110,7 @@ impl<P: Projection> ReadModel<P> {
     pub(crate) fn start(log: Arc<Log>, name: &str, mut model: P) -> Result<ReadModel<P>> {
         check_name(name)?;
         let dir = log.path().join("projections");
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create dir", &dir, e))?;
+        sfs::create_dir_all(&dir).map_err(|e| Error::io("create dir", &dir, e))?;
         let path = dir.join(format!("{name}.model"));
         let position = match std::fs::read(&path) {
             Ok(bytes) => {

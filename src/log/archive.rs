@@ -195,8 +195,8 @@ impl Archive {
     pub(crate) fn clean_up(&self, first_live_id: u64) -> Result<Vec<PathBuf>> {
         let removed = self.leftovers(first_live_id)?;
         for path in &removed {
-            std::fs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
-            let _ = std::fs::remove_file(sfs::index_path(&self.dir, id_of(path)));
+            sfs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
+            let _ = sfs::remove_file(sfs::index_path(&self.dir, id_of(path)));
         }
         if !removed.is_empty() {
             sfs::sync_dir(&self.dir)?;
@@ -242,7 +242,7 @@ impl Archive {
         if self.dir.is_dir() {
             return Ok(());
         }
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("create dir", &self.dir, e))?;
+        sfs::create_dir_all(&self.dir).map_err(|e| Error::io("create dir", &self.dir, e))?;
         match self.dir.parent() {
             Some(parent) => sfs::sync_dir(parent),
             None => Ok(()),
@@ -254,7 +254,7 @@ impl Archive {
     pub(crate) fn move_in(&self, seg: &Segment, seal: Seal) -> Result<()> {
         self.ensure_dir()?;
         let to = self.dir.join(format!("{:020}{PLAIN_SUFFIX}", seg.id));
-        match std::fs::rename(&seg.path, &to) {
+        match sfs::rename(&seg.path, &to) {
             Ok(()) => {}
             // An earlier attempt moved it and failed after.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && to.exists() => {}
@@ -263,7 +263,7 @@ impl Archive {
         crate::failpoint::hit("archive: moved, not synced")?;
         sfs::sync_dir(&self.dir)?;
         if let Some(live_dir) = seg.path.parent() {
-            let _ = std::fs::rename(
+            let _ = sfs::rename(
                 sfs::index_path(live_dir, seg.id),
                 sfs::index_path(&self.dir, seg.id),
             );
@@ -292,11 +292,11 @@ impl Archive {
             .join(format!("{:020}{LZ4_SUFFIX}{TMP_SUFFIX}", seg.id));
         sfs::write_temporary(&tmp, &[&header, &raw[..SEGMENT_HEADER_LEN], &block], true)?;
         crate::failpoint::hit("archive: compressed copy written")?;
-        std::fs::rename(&tmp, &to).map_err(|e| Error::io("rename", &tmp, e))?;
+        sfs::rename(&tmp, &to).map_err(|e| Error::io("rename", &tmp, e))?;
         sfs::sync_dir(&self.dir)?;
         crate::failpoint::hit("archive: compressed copy renamed")?;
         if let Some(live_dir) = seg.path.parent() {
-            let _ = std::fs::rename(
+            let _ = sfs::rename(
                 sfs::index_path(live_dir, seg.id),
                 sfs::index_path(&self.dir, seg.id),
             );

@@ -130,7 +130,7 @@ impl CheckpointStore {
     pub(crate) fn open(log_dir: &Path, keep: usize) -> Result<CheckpointStore> {
         let dir = log_dir.join(CHECKPOINTS_DIR);
         if !dir.is_dir() {
-            std::fs::create_dir(&dir).map_err(|e| Error::io("create dir", &dir, e))?;
+            sfs::create_dir(&dir).map_err(|e| Error::io("create dir", &dir, e))?;
             sfs::sync_dir(log_dir)?;
         }
         let store = CheckpointStore {
@@ -140,7 +140,7 @@ impl CheckpointStore {
             verified: Mutex::new(None),
         };
         for (_, path) in store.files(TMP_SUFFIX)? {
-            std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+            sfs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
         }
         Ok(store)
     }
@@ -164,7 +164,7 @@ impl CheckpointStore {
         let header = checkpoint::encode_header(next_seq, timestamp_ns, data);
         sfs::write_temporary(&tmp, &[&header, data], true)?;
         crate::failpoint::hit("checkpoint: written, not renamed")?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
+        sfs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
         crate::failpoint::hit("checkpoint: renamed, directory not synced")?;
         sfs::sync_dir(&self.dir)?;
         self.prune()?;
@@ -194,7 +194,7 @@ impl CheckpointStore {
         let Some(cut) = cut else { return Ok(()) };
         for (_, path) in &files[..cut] {
             crate::failpoint::hit("checkpoint: pruning")?;
-            std::fs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
+            sfs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
         }
         if cut > 0 {
             sfs::sync_dir(&self.dir)?;
@@ -256,7 +256,7 @@ impl CheckpointStore {
     pub(crate) fn remove_beyond(&self, next_seq: u64) -> Result<Vec<PathBuf>> {
         let removed = beyond(&self.dir, next_seq)?;
         for path in &removed {
-            std::fs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
+            sfs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
         }
         if !removed.is_empty() {
             sfs::sync_dir(&self.dir)?;

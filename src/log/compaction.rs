@@ -248,14 +248,14 @@ fn remove_segment(shared: &Shared, seg: &Arc<Segment>, mode: ArchiveMode) -> Res
         ArchiveMode::Compress => shared.archive.compress_in(seg, seal)?,
     }
     if mode != ArchiveMode::Move {
-        match std::fs::remove_file(&seg.path) {
+        match sfs::remove_file(&seg.path) {
             Ok(()) => {}
             // An earlier attempt removed it and failed after.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io("remove", &seg.path, e)),
         }
         crate::failpoint::hit("compact: segment file removed")?;
-        let _ = std::fs::remove_file(sfs::index_path(&shared.segments_dir, seg.id));
+        let _ = sfs::remove_file(sfs::index_path(&shared.segments_dir, seg.id));
         sfs::sync_dir(&shared.segments_dir)?;
     }
     shared.retire_oldest(seg);

@@ -39,7 +39,7 @@ impl Consumers {
     pub(crate) fn open(log_dir: &Path, first_seq: u64) -> Result<Consumers> {
         let dir = log_dir.join(CONSUMERS_DIR);
         if !dir.is_dir() {
-            std::fs::create_dir(&dir).map_err(|e| Error::io("create dir", &dir, e))?;
+            sfs::create_dir(&dir).map_err(|e| Error::io("create dir", &dir, e))?;
             sfs::sync_dir(log_dir)?;
         }
         // What an interrupted update left: the position it replaced is still in place.
@@ -48,7 +48,7 @@ impl Consumers {
             let entry = entry.map_err(|e| Error::io("read dir", &dir, e))?;
             if entry.file_name().to_string_lossy().ends_with(TMP_SUFFIX) {
                 let path = entry.path();
-                std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+                sfs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
             }
         }
         let mut positions = BTreeMap::new();
@@ -100,7 +100,7 @@ impl Consumers {
             return Ok(false);
         }
         let path = self.dir.join(format!("{name}{SUFFIX}"));
-        std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+        sfs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
         sfs::sync_dir(&self.dir)?;
         Ok(true)
     }

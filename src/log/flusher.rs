@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::format::segment_header::{SEAL_OFFSET, SEGMENT_HEADER_LEN, Seal};
 use crate::options::Durability;
 use crate::storage::fs as sfs;
+use crate::storage::sim;
 
 const PAGE: u64 = 4096;
 /// How many times group commit yields to writers still copying before it syncs anyway.
@@ -315,7 +316,9 @@ fn sync_range(shared: &Shared, seg: &Segment, end: u64) -> Result<()> {
         end
     };
     map.release_pages(from, release_to - from);
-    map.flush_range(from, end - from)
+    sim::before("msync", &seg.path)
+        .and_then(|()| map.flush_range(from, end - from))
+        .and_then(|()| sim::synced_data(&seg.path, from, end - from))
         .map_err(|e| Error::io("msync", &seg.path, e))?;
     shared.flush.msync_count.fetch_add(1, Ordering::Relaxed);
     seg.synced_offset.store(end, Ordering::Release);
@@ -340,7 +343,9 @@ fn write_seal(shared: &Shared, seg: &Segment, c: super::segment::Completion) -> 
             crate::error::CorruptionKind::Truncated { what: "segment" },
         ));
     }
-    map.flush_range(0, SEGMENT_HEADER_LEN as u64)
+    sim::before("msync", &seg.path)
+        .and_then(|()| map.flush_range(0, SEGMENT_HEADER_LEN as u64))
+        .and_then(|()| sim::synced_data(&seg.path, 0, SEGMENT_HEADER_LEN as u64))
         .map_err(|e| Error::io("msync", &seg.path, e))?;
     shared.flush.msync_count.fetch_add(1, Ordering::Relaxed);
     seg.mark_sealed(max_ts);

@@ -220,7 +220,7 @@ impl SpareSlot {
                 st = self.lock();
                 match result {
                     Ok(p) if st.shutdown => {
-                        let _ = std::fs::remove_file(&p.path);
+                        let _ = sfs::remove_file(&p.path);
                     }
                     Ok(p) => st.prepared = Some(p),
                     Err(e) => st.error = Some(e),
@@ -275,7 +275,7 @@ impl SpareSlot {
                 }
                 // Prepared for another position (cannot happen while ids advance one by one);
                 // discard it rather than activate a segment out of order.
-                let _ = std::fs::remove_file(&p.path);
+                let _ = sfs::remove_file(&p.path);
                 st.next_id = id;
                 self.cv.notify_all();
             }
@@ -305,7 +305,7 @@ impl SpareSlot {
         st.shutdown = true;
         // An unused spare is removed; the next open would remove it anyway.
         if let Some(p) = st.prepared.take() {
-            let _ = std::fs::remove_file(&p.path);
+            let _ = sfs::remove_file(&p.path);
         }
         self.cv.notify_all();
     }

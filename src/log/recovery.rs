@@ -5,7 +5,7 @@
 //! | found | trusted as | action |
 //! |-------|------------|--------|
 //! | `*.seg.tmp` | a segment whose preparation never finished | removed |
-//! | blank header after the last valid segment | a spare that never became active | removed (re-made in the background) |
+//! | blank header (or an empty or all-zero file shorter than a header) after the last valid segment | a spare that never became active | removed (re-made in the background) |
 //! | torn header after the last valid segment | a segment activated but never flushed: it cannot hold an acknowledged record | removed, reported |
 //! | bad header before a valid segment | damage to data that may be acknowledged | error, with file and offset |
 //! | header of a newer format version | | `UnsupportedVersion` error |
@@ -153,7 +153,7 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io("stat", dir, e)),
     }
-    std::fs::create_dir_all(&segments).map_err(|e| Error::io("create dir", &segments, e))?;
+    sfs::create_dir_all(&segments).map_err(|e| Error::io("create dir", &segments, e))?;
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         sfs::sync_dir(parent)?;
     }
@@ -261,13 +261,13 @@ fn list_segments(
         match sfs::parse_segment_name(&name.to_string_lossy()) {
             SegmentName::Temporary => {
                 if mode == Mode::Repair {
-                    std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+                    sfs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
                 }
                 report.removed_files.push(path);
             }
             SegmentName::IndexTemporary => {
                 if mode == Mode::Repair {
-                    let _ = std::fs::remove_file(&path);
+                    let _ = sfs::remove_file(&path);
                 }
                 report.removed_temporary.push(path);
             }
@@ -287,7 +287,7 @@ fn remove_stale_indexes(segments: &[Arc<Segment>], indexes: IndexFiles) {
     for (id, path) in indexes {
         let kept = segments.iter().any(|s| s.id == id && s.is_sealed());
         if !kept {
-            let _ = std::fs::remove_file(path);
+            let _ = sfs::remove_file(path);
         }
     }
 }
@@ -304,12 +304,19 @@ fn read_found(id: u64, path: PathBuf, mode: Mode) -> Result<Found> {
         .len();
     let mut buf = [0u8; SEGMENT_HEADER_LEN];
     let (header, seal) = if len < SEGMENT_HEADER_LEN as u64 {
-        (
+        // A crash can leave a new segment's name on disk without its length (the name was
+        // made durable, the allocation not yet): an empty or all-zero file is a blank
+        // spare like any other. Anything else this short is not a segment of ours.
+        let short = &mut buf[..len as usize];
+        sfs::read_at(&file, &path, 0, short)?;
+        let header = if short.iter().all(|&b| b == 0) {
+            Ok(HeaderState::Blank)
+        } else {
             Err(CorruptionKind::Truncated {
                 what: "segment header",
-            }),
-            None,
-        )
+            })
+        };
+        (header, None)
     } else {
         sfs::read_at(&file, &path, 0, &mut buf)?;
         (
@@ -355,7 +362,7 @@ fn drop_trailing_non_segments(
         }
         if let Some(f) = found.pop() {
             if mode == Mode::Repair {
-                std::fs::remove_file(&f.path).map_err(|e| Error::io("remove", &f.path, e))?;
+                sfs::remove_file(&f.path).map_err(|e| Error::io("remove", &f.path, e))?;
             }
             if matches!(f.header, Ok(HeaderState::Blank)) {
                 report.removed_spares.push(f.path);
@@ -388,9 +395,7 @@ fn extend_short_tail(found: &mut [Found], report: &mut RecoveryReport, mode: Mod
             h.capacity,
         )
         .map_err(|e| Error::io("fallocate", &last.path, e.into()))?;
-        last.file
-            .sync_all()
-            .map_err(|e| Error::io("fsync", &last.path, e))?;
+        sfs::sync_file(&last.file, &last.path)?;
         last.disk_len = h.capacity;
     }
     last.len = h.capacity;
@@ -518,9 +523,7 @@ fn scan_segment(
     if mode == Mode::Repair {
         // `fsync`, not `fdatasync`: the previous owner may have died before syncing the
         // segment's allocation, which new acknowledgements in it will rely on.
-        f.file
-            .sync_all()
-            .map_err(|e| Error::io("fsync", &f.path, e))?;
+        sfs::sync_file(&f.file, &f.path)?;
     }
 
     let mut sealed = false;
@@ -575,8 +578,7 @@ pub(crate) fn write_seal(
         max_ts,
     };
     sfs::write_at(file, path, 64, &seal.encode())?;
-    file.sync_data()
-        .map_err(|e| Error::io("fdatasync", path, e))
+    sfs::sync_file_data(file, path)
 }
 
 fn zero_range(file: &File, path: &Path, from: u64, to: u64) -> Result<()> {
@@ -598,7 +600,7 @@ fn drop_segment_file(f: &Found, report: &mut RecoveryReport, mode: Mode) -> Resu
         t.records_dropped += scan::count_frames_after(&mut src, start, f.len.saturating_mul(4));
     }
     if mode == Mode::Repair {
-        std::fs::remove_file(&f.path).map_err(|e| Error::io("remove", &f.path, e))?;
+        sfs::remove_file(&f.path).map_err(|e| Error::io("remove", &f.path, e))?;
     }
     report.removed_files.push(f.path.clone());
     Ok(())

@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 use crate::format::lock_file::{self, LockOwner};
+use crate::storage::sim;
 
 /// Name of the lock file inside a log directory.
 pub(crate) const LOCK_FILE: &str = "LOCK";
@@ -109,9 +110,57 @@ pub(crate) fn coarse_now_ns() -> u64 {
 
 /// `fsync` of a directory, so that entries created, renamed or removed in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
+    sim::before("fsync directory", dir)
+        .and_then(|()| File::open(dir))
         .and_then(|d| d.sync_all())
+        .and_then(|()| sim::synced_dir(dir))
         .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// `std::fs::rename`, through the storage seam (see [`sim`]).
+pub(crate) fn rename(from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<()> {
+    let (from, to) = (from.as_ref(), to.as_ref());
+    sim::before("rename", from)?;
+    std::fs::rename(from, to)?;
+    sim::names_changed(from)
+}
+
+/// `std::fs::remove_file`, through the storage seam (see [`sim`]).
+pub(crate) fn remove_file(path: impl AsRef<Path>) -> io::Result<()> {
+    let path = path.as_ref();
+    sim::before("remove", path)?;
+    std::fs::remove_file(path)?;
+    sim::names_changed(path)
+}
+
+/// `std::fs::create_dir`, through the storage seam (see [`sim`]).
+pub(crate) fn create_dir(path: &Path) -> io::Result<()> {
+    sim::before("create directory", path)?;
+    std::fs::create_dir(path)?;
+    sim::names_changed(path)
+}
+
+/// `std::fs::create_dir_all`, through the storage seam (see [`sim`]).
+pub(crate) fn create_dir_all(path: &Path) -> io::Result<()> {
+    sim::before("create directory", path)?;
+    std::fs::create_dir_all(path)?;
+    sim::names_changed(path)
+}
+
+/// `fsync` of a whole file (contents and metadata), through the storage seam (see [`sim`]).
+pub(crate) fn sync_file(file: &File, path: &Path) -> Result<()> {
+    sim::before("fsync", path)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| sim::synced_file(path))
+        .map_err(|e| Error::io("fsync", path, e))
+}
+
+/// `fdatasync` of a whole file, through the storage seam (see [`sim`]).
+pub(crate) fn sync_file_data(file: &File, path: &Path) -> Result<()> {
+    sim::before("fdatasync", path)
+        .and_then(|()| file.sync_data())
+        .and_then(|()| sim::synced_file(path))
+        .map_err(|e| Error::io("fdatasync", path, e))
 }
 
 pub(crate) fn is_no_space(e: &io::Error) -> bool {
@@ -131,6 +180,7 @@ pub(crate) fn is_no_space(e: &io::Error) -> bool {
 pub(crate) fn create_segment_file(segments_dir: &Path, id: u64, capacity: u64) -> Result<File> {
     let path = segment_path(segments_dir, id);
     let tmp = path.with_extension("seg.tmp");
+    sim::before("create segment", &tmp).map_err(|e| Error::io("create segment", &tmp, e))?;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -139,6 +189,7 @@ pub(crate) fn create_segment_file(segments_dir: &Path, id: u64, capacity: u64) -
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| Error::io("create segment", &tmp, e))?;
+    sim::names_changed(&tmp).map_err(|e| Error::io("create segment", &tmp, e))?;
     if let Err(e) = allocate(&file, capacity) {
         let _ = std::fs::remove_file(&tmp);
         return Err(if is_no_space(&e) {
@@ -147,7 +198,7 @@ pub(crate) fn create_segment_file(segments_dir: &Path, id: u64, capacity: u64) -
             Error::io("allocate segment", &tmp, e)
         });
     }
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename segment", &tmp, e))?;
+    rename(&tmp, &path).map_err(|e| Error::io("rename segment", &tmp, e))?;
     Ok(file)
 }
 
@@ -301,17 +352,26 @@ pub(crate) fn read_at(file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> 
 /// [`Error::NoSpace`]. Callers then rename `tmp` into place: a file is complete before it
 /// has its final name.
 pub(crate) fn write_temporary(tmp: &Path, parts: &[&[u8]], sync: bool) -> Result<()> {
-    let written = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(tmp)
+    let written = sim::before("write", tmp)
+        .and_then(|()| {
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(tmp)
+        })
         .and_then(|mut f| {
+            sim::names_changed(tmp)?;
             for part in parts {
                 f.write_all(part)?;
             }
-            if sync { f.sync_data() } else { Ok(()) }
+            if sync {
+                sim::before("fdatasync", tmp)?;
+                f.sync_data()?;
+                sim::synced_file(tmp)?;
+            }
+            Ok(())
         });
     if let Err(e) = written {
         let _ = std::fs::remove_file(tmp);
@@ -330,7 +390,7 @@ pub(crate) fn write_temporary(tmp: &Path, parts: &[&[u8]], sync: bool) -> Result
 /// and the directory synced. A crash leaves the old file or the new one, never a mix.
 pub(crate) fn replace_file(path: &Path, tmp: &Path, parts: &[&[u8]]) -> Result<()> {
     write_temporary(tmp, parts, true)?;
-    std::fs::rename(tmp, path).map_err(|e| Error::io("rename", tmp, e))?;
+    rename(tmp, path).map_err(|e| Error::io("rename", tmp, e))?;
     match path.parent() {
         Some(dir) => sync_dir(dir),
         None => Ok(()),
@@ -342,12 +402,13 @@ pub(crate) fn replace_file(path: &Path, tmp: &Path, parts: &[&[u8]]) -> Result<(
 pub(crate) fn replace_file_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("idx.tmp");
     write_temporary(&tmp, &[bytes], false)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))
+    rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))
 }
 
 /// Writes `buf` at `offset` with `pwrite`.
 pub(crate) fn write_at(file: &File, path: &Path, offset: u64, buf: &[u8]) -> Result<()> {
-    file.write_all_at(buf, offset)
+    sim::before("write", path)
+        .and_then(|()| file.write_all_at(buf, offset))
         .map_err(|e| Error::io("write", path, e))
 }
 

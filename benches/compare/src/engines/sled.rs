@@ -101,10 +101,16 @@ pub fn run(w: &Workload, dir: &Path) -> Result<Outcome, String> {
         Kind::Append { durable: false } => Some(
             "sled default: inserts reach the OS in a background flush every 500 ms".to_string(),
         ),
-        Kind::Append { durable: true } if w.batch > 1 => {
-            Some("Db::apply_batch, then Db::flush(), per call".to_string())
-        }
-        Kind::Append { durable: true } => Some("Db::flush() after every insert".to_string()),
+        Kind::Append { durable: true } if w.batch > 1 => Some(
+            "Db::apply_batch, then Db::flush(), per call; sled makes it durable with \
+                 sync_file_range, which flushes neither the device cache nor metadata"
+                .to_string(),
+        ),
+        Kind::Append { durable: true } => Some(
+            "Db::flush() after every insert; sled makes it durable with sync_file_range, \
+             which flushes neither the device cache nor metadata"
+                .to_string(),
+        ),
         Kind::Read | Kind::Open { .. } => None,
     };
     Ok(Outcome::Measured {

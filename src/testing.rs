@@ -1,0 +1,213 @@
+//! Crash-testing an application built on mmlog: simulated power loss and injected I/O faults
+//! (cargo feature `testing`).
+//!
+//! Killing a process (`SIGKILL`) leaves the page cache behind, so it never shows what an OS
+//! crash or a power cut does to a log. [`PowerLoss`] does. While one is alive, mmlog records,
+//! for every file under its directory, what each successful `msync`, `fdatasync` or `fsync`
+//! covered (the *durable image*), beside the live files. At a crash it writes a second
+//! directory holding what the disk could hold after a power cut:
+//!
+//! - every byte a sync covered, exactly;
+//! - of the bytes written since, a seeded choice: none of them, all of them (what a process
+//!   crash leaves), or each 4 KiB page kept as synced, written back, or **torn** (each
+//!   512-byte sector from one or the other);
+//! - the file names as of the last directory `fsync`, plus a prefix of the creates, renames
+//!   and removals after it (metadata changes reach the disk in order and a rename is atomic,
+//!   as on a journaling file system such as ext4 or XFS); a file whose length changed since
+//!   its last sync with either length.
+//!
+//! From the crash on, the simulated machine is off: every storage operation under the
+//! directory fails, so the log stops acknowledging anything, and everything it acknowledged
+//! before is in the image. Open the image with [`Log::open`](crate::Log::open) as a restart
+//! would, and check what your application finds there.
+//!
+//! The same seam injects I/O errors ([`PowerLoss::fail_op`]): fail the N-th storage operation
+//! once, or from then on, for every N of a workload.
+//!
+//! The live files are real files: put the directory on a `tmpfs` (such as `/dev/shm`) and the
+//! syncs cost nothing, so thousands of crashes run in seconds. The choices are seeded: a
+//! failing seed replays the same crash, up to the timing of mmlog's background thread that
+//! prepares the next segment.
+//!
+//! # Example
+//!
+//! ```
+//! use mmlog::testing::PowerLoss;
+//! use mmlog::{Durability, Log, Options};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tmp = tempfile::tempdir()?;
+//! let (dir, image) = (tmp.path().join("log"), tmp.path().join("after-crash"));
+//! let opts = Options::default()
+//!     .segment_size(4096)
+//!     .durability(Durability::Immediate);
+//!
+//! let machine = PowerLoss::new(&dir, 42)?;
+//! // Crash just before mmlog's 30th storage operation from now.
+//! machine.crash_before_op(30, &image);
+//! let mut acknowledged = 0u64;
+//! if let Ok(log) = Log::open(&dir, opts.clone()) {
+//!     for i in 0..1000u64 {
+//!         match log.append(&i.to_le_bytes()) {
+//!             Ok(_) => acknowledged += 1,
+//!             Err(_) => break, // the machine is off
+//!         }
+//!     }
+//! }
+//! assert!(machine.crashed().is_some());
+//! drop(machine);
+//!
+//! // Restart on what the disk held: every acknowledged append is there.
+//! let log = Log::open(&image, opts)?;
+//! let mut reader = log.read_from(0)?;
+//! let mut found = 0u64;
+//! while let Some(record) = reader.next() {
+//!     assert_eq!(record?.payload(), &found.to_le_bytes());
+//!     found += 1;
+//! }
+//! assert!(found >= acknowledged);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::storage::sim::{FaultKind, ImageStats, Sim};
+
+/// A simulated machine under one directory: records what is durable there, crashes on
+/// request, and injects I/O faults. Dropping it ends the simulation.
+///
+/// Only one simulation may cover a directory at a time, and the image of a crash must be
+/// written outside the simulated directory.
+pub struct PowerLoss {
+    sim: Arc<Sim>,
+}
+
+/// How an injected I/O fault behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Only the chosen storage operation fails (a transient error).
+    Once,
+    /// The chosen storage operation and every one after it fail (a dead disk).
+    Persistent,
+}
+
+/// What a simulated crash left: counts of what the seeded choices decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CrashImage {
+    /// Where the image was written.
+    pub dir: PathBuf,
+    /// Files in the image.
+    pub files: u64,
+    /// Pages whose live bytes differed from what their file's syncs covered.
+    pub pages_unsynced: u64,
+    /// Of those, pages taken whole from the live file (written back before the crash).
+    pub pages_written_back: u64,
+    /// Of those, pages torn: some sectors as synced, some as written.
+    pub pages_torn: u64,
+    /// Name changes (creates, renames, removals) made after the last directory `fsync` that
+    /// the image does not show: it holds the names as of that `fsync` plus a prefix of the
+    /// changes after it, as a journaling file system would.
+    pub name_changes_lost: u64,
+}
+
+impl CrashImage {
+    fn new(dir: &Path, s: ImageStats) -> CrashImage {
+        CrashImage {
+            dir: dir.to_path_buf(),
+            files: s.files,
+            pages_unsynced: s.pages_differing,
+            pages_written_back: s.pages_live,
+            pages_torn: s.pages_torn,
+            name_changes_lost: s.name_changes_lost,
+        }
+    }
+}
+
+impl PowerLoss {
+    /// Starts simulating the machine under `dir` (created if missing), with the seeded
+    /// choices drawn from `seed`. Whatever is already in `dir` counts as durable. Pass the
+    /// same path to [`Log::open`](crate::Log::open): operations are matched by path prefix.
+    ///
+    /// Fails if another simulation covers `dir`, or a directory inside or around it.
+    pub fn new(dir: impl AsRef<Path>, seed: u64) -> io::Result<PowerLoss> {
+        Ok(PowerLoss {
+            sim: Sim::register(dir.as_ref(), seed)?,
+        })
+    }
+
+    /// The simulated directory.
+    pub fn dir(&self) -> &Path {
+        self.sim.root()
+    }
+
+    /// Storage operations mmlog has performed under the directory so far: file creations,
+    /// writes, renames, removals and syncs (not stores into a mapping, which are memory
+    /// writes). Run a workload once without a crash to learn how many crash points it has.
+    pub fn ops(&self) -> u64 {
+        self.sim.ops()
+    }
+
+    /// Arms a crash just before the `n`-th storage operation from now (`n >= 1`): the image
+    /// is written to `image` (which must not exist, and must lie outside the simulated
+    /// directory), and that operation and every later one fail.
+    pub fn crash_before_op(&self, n: u64, image: impl AsRef<Path>) {
+        self.sim.crash_before(n, image.as_ref());
+    }
+
+    /// Crashes now: writes the image to `image` and turns the machine off.
+    pub fn crash_now(&self, image: impl AsRef<Path>) -> io::Result<CrashImage> {
+        let image = image.as_ref();
+        self.sim
+            .crash_into(image)
+            .map(|s| CrashImage::new(image, s))
+    }
+
+    /// The armed crash's image once it happened, `None` before; an error if the image could
+    /// not be written.
+    pub fn crashed(&self) -> Option<Result<CrashImage, String>> {
+        let image = self.sim.crash_image_dir()?;
+        self.sim
+            .crashed()
+            .map(|r| r.map(|s| CrashImage::new(&image, s)))
+    }
+
+    /// Makes the `n`-th storage operation from now (`n >= 1`) fail with an I/O error, once or
+    /// from then on.
+    pub fn fail_op(&self, n: u64, fault: Fault) {
+        let kind = match fault {
+            Fault::Once => FaultKind::Once,
+            Fault::Persistent => FaultKind::Persistent,
+        };
+        self.sim.fail_op(n, kind);
+    }
+
+    /// I/O errors injected so far.
+    pub fn faults_injected(&self) -> u64 {
+        self.sim.faults_injected()
+    }
+
+    /// The first 64 storage operations that injected faults failed, each as the operation
+    /// (such as `msync`, `rename`, `fsync directory`) and its path.
+    pub fn faulted_ops(&self) -> Vec<String> {
+        self.sim.faulted()
+    }
+}
+
+impl Drop for PowerLoss {
+    fn drop(&mut self) {
+        self.sim.unregister();
+    }
+}
+
+impl std::fmt::Debug for PowerLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PowerLoss")
+            .field("dir", &self.sim.root())
+            .field("ops", &self.sim.ops())
+            .finish()
+    }
+}
