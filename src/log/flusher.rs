@@ -103,7 +103,10 @@ impl FlushShared {
     /// writer and wakes it, or the writer sees the new watermark (or epoch) and does not sleep.
     pub(crate) fn wake_waiters(&self) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        let waiting = self.waiting.load(Ordering::SeqCst);
+        // A read-modify-write, not a load: it reads the latest count in `waiting`'s
+        // modification order whatever the memory model, pairing with the writer's
+        // `fetch_add(0)` of `epoch` (see the loom model `loom_model_group_commit_*`).
+        let waiting = self.waiting.fetch_add(0, Ordering::SeqCst);
         // The next batch is worth holding open for every writer waiting now: those released
         // by this wake-up will be back with their next record, and the rest wait for it.
         self.lock().last_batch = waiting;
@@ -135,7 +138,8 @@ impl FlushShared {
         drop(st);
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let outcome = loop {
-            let epoch = self.epoch.load(Ordering::SeqCst);
+            // A read-modify-write (see `wake_waiters`).
+            let epoch = self.epoch.fetch_add(0, Ordering::SeqCst);
             if self.durable_next.load(Ordering::SeqCst) >= next {
                 break Ok(());
             }

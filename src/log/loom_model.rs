@@ -1,7 +1,8 @@
 //! Loom models of the append protocol: reservation ([`Tail::reserve`]), publication
 //! (`Segment::publish_record`: body first, then the commit word with release ordering),
 //! sealing by the first reservation that does not fit (`Shared::reserve`), the reader's scan,
-//! and the waiter flag with the reader's sleep / writer's wake-up handshake.
+//! the waiter flag with the reader's sleep / writer's wake-up handshake, and group commit's
+//! hand-off between the flusher and the writers waiting for the durable watermark.
 //!
 //! Run with `.ci/loom.sh`, or:
 //!
@@ -22,9 +23,11 @@
 //! Every body access goes through `UnsafeCell::with` / `with_mut`, so loom reports a
 //! causality violation when a reader can see a commit word without the body written before
 //! it; loom's `wait_timeout` never times out, so a lost wake-up is a deadlock loom reports.
-//! Two negative twins break the protocol on purpose and must fail (`#[should_panic]` on loom's
-//! message): `loom_model_relaxed_publish_is_caught` (commit word stored `Relaxed`) and
-//! `loom_model_notify_before_clear_is_caught` (waiter flag cleared after the notification).
+//! Three negative twins break a protocol on purpose and must fail (`#[should_panic]` on loom's
+//! message): `loom_model_relaxed_publish_is_caught` (commit word stored `Relaxed`),
+//! `loom_model_notify_before_clear_is_caught` (waiter flag cleared after the notification) and
+//! `loom_model_watermark_before_epoch_is_caught` (a writer reads the durable watermark before
+//! the epoch it sleeps on).
 //! Each positive model also checks that its executions reached the interleavings it is about
 //! (which writer sealed, what the reader saw), so a model cannot pass by never getting there.
 
@@ -661,4 +664,143 @@ fn loom_model_reader_wakeup_is_never_lost() {
 #[should_panic(expected = "deadlock")]
 fn loom_model_notify_before_clear_is_caught() {
     model_wakeup(false);
+}
+
+/// A futex as the kernel keeps it: `wait` sleeps only if the word still holds the expected
+/// value, checked under the futex's own lock; `wake` takes that lock too. Loom's `wait` never
+/// times out, so a lost wake-up is a deadlock loom reports.
+struct Futex {
+    word: loom::sync::atomic::AtomicU32,
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl Futex {
+    fn wait(&self, expected: u32) -> bool {
+        let guard = self.lock.lock().unwrap();
+        if self.word.load(Ordering::SeqCst) != expected {
+            return false;
+        }
+        drop(self.cv.wait(guard).unwrap());
+        true
+    }
+
+    fn wake_all(&self) {
+        let guard = self.lock.lock().unwrap();
+        self.cv.notify_all();
+        drop(guard);
+    }
+}
+
+/// Group commit's hand-off (`FlushShared::wait_durable` / `wake_waiters`, transcribed): the
+/// flusher stores the durable watermark, bumps the epoch, reads how many writers wait and
+/// wakes them all with one futex wake; a writer counts itself in `waiting`, reads the epoch,
+/// then the watermark, and sleeps on the epoch only if the watermark is short. With
+/// `epoch_first == false`, the broken order: the watermark is read before the epoch.
+///
+/// The two reads that face each other (the writer's of `epoch`, the flusher's of `waiting`)
+/// are read-modify-writes (`fetch_add(0)`), in the model as in the code: loom treats `SeqCst`
+/// accesses as acquire/release, under which two plain loads could both miss the other side's
+/// write, while read-modify-writes always see the latest value and carry the ordering.
+struct GroupCommit {
+    durable_next: AtomicU64,
+    epoch: Futex,
+    waiting: loom::sync::atomic::AtomicUsize,
+    epoch_first: bool,
+    cov: Cov,
+}
+
+impl GroupCommit {
+    fn wait_durable(&self, next: u64) {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        loop {
+            let (epoch, durable) = if self.epoch_first {
+                let e = self.epoch.word.fetch_add(0, Ordering::SeqCst);
+                (e, self.durable_next.load(Ordering::SeqCst))
+            } else {
+                let d = self.durable_next.load(Ordering::SeqCst);
+                (self.epoch.word.fetch_add(0, Ordering::SeqCst), d)
+            };
+            if durable >= next {
+                break;
+            }
+            if self.epoch.wait(epoch) {
+                self.cov.note(format!("a writer for {next} slept"));
+            } else {
+                self.cov.note("the epoch moved before the sleep".into());
+            }
+        }
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// One flush: the watermark moves to `durable`, then the waiters are woken.
+    fn flushed(&self, durable: u64) {
+        self.durable_next.fetch_max(durable, Ordering::SeqCst);
+        self.epoch.word.fetch_add(1, Ordering::SeqCst);
+        if self.waiting.fetch_add(0, Ordering::SeqCst) > 0 {
+            self.epoch.wake_all();
+        } else {
+            self.cov.note("a flush found nobody waiting".into());
+        }
+    }
+}
+
+/// Two writers wait for records 1 and 2 to be durable while the flusher makes them durable
+/// in two flushes. Every writer must return.
+fn model_group_commit(epoch_first: bool) -> Cov {
+    let cov = Cov::default();
+    let c = cov.clone();
+    loom::model(move || {
+        c.iteration();
+        let g = ManuallyDrop::new(Arc::new(GroupCommit {
+            durable_next: AtomicU64::new(0),
+            epoch: Futex {
+                word: loom::sync::atomic::AtomicU32::new(0),
+                lock: Mutex::new(()),
+                cv: Condvar::new(),
+            },
+            waiting: loom::sync::atomic::AtomicUsize::new(0),
+            epoch_first,
+            cov: c.clone(),
+        }));
+        let writers: Vec<_> = [1, 2]
+            .into_iter()
+            .map(|next| {
+                // Not dropped while unwinding either (see above).
+                let g = ManuallyDrop::new(Arc::clone(&*g));
+                thread::spawn(move || {
+                    g.wait_durable(next);
+                    drop(ManuallyDrop::into_inner(g));
+                })
+            })
+            .collect();
+        g.flushed(1);
+        g.flushed(2);
+        for h in writers {
+            h.join().unwrap();
+        }
+        drop(ManuallyDrop::into_inner(g));
+    });
+    cov
+}
+
+#[test]
+fn loom_model_group_commit_wakes_every_writer() {
+    model_group_commit(true).check(
+        "group commit",
+        &[
+            "a writer for 1 slept",
+            "a writer for 2 slept",
+            "the epoch moved before the sleep",
+            "a flush found nobody waiting",
+        ],
+    );
+}
+
+/// The negative twin: reading the watermark before the epoch lets a flush slip in between,
+/// and the writer sleeps on an epoch that will never move again.
+#[test]
+#[should_panic(expected = "deadlock")]
+fn loom_model_watermark_before_epoch_is_caught() {
+    model_group_commit(false);
 }
