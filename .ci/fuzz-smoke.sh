@@ -31,7 +31,7 @@ cd fuzz
 unset CARGO_TARGET_DIR
 
 seconds="${FUZZ_SECONDS:-30}"
-targets=(${FUZZ_TARGETS:-frame_decode segment_header_decode checkpoint_decode segment_scan small_files_decode archive_open event_store_open})
+targets=(${FUZZ_TARGETS:-frame_decode segment_header_decode checkpoint_decode segment_scan small_files_decode archive_open event_store_open log_ops})
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz: installing cargo-fuzz"

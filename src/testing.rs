@@ -159,11 +159,17 @@ impl PowerLoss {
     }
 
     /// Crashes now: writes the image to `image` and turns the machine off.
+    ///
+    /// If a crash armed with [`PowerLoss::crash_before_op`] already happened (mmlog's
+    /// background threads can reach it at any moment), that crash stands and its image is
+    /// returned: read the image's location from [`CrashImage::dir`].
     pub fn crash_now(&self, image: impl AsRef<Path>) -> io::Result<CrashImage> {
-        let image = image.as_ref();
-        self.sim
-            .crash_into(image)
-            .map(|s| CrashImage::new(image, s))
+        let stats = self.sim.crash_into(image.as_ref())?;
+        let dir = self
+            .sim
+            .crash_image_dir()
+            .unwrap_or_else(|| image.as_ref().to_path_buf());
+        Ok(CrashImage::new(&dir, stats))
     }
 
     /// The armed crash's image once it happened, `None` before; an error if the image could

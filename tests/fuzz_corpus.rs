@@ -587,6 +587,47 @@ fn archive_open() {
     }
 }
 
+fn log_ops_inputs() -> Vec<Vec<u8>> {
+    let mut rng = Rng(9);
+    let mut out = Vec::new();
+    for i in 0..40u8 {
+        let len = 20 + rng.below(120) as usize;
+        let mut input = vec![i % 2];
+        input.extend(rng.bytes(len));
+        out.push(input);
+    }
+    // Mostly appends, then a power cut armed inside the next operations.
+    for i in 0..20u8 {
+        let mut input = vec![i % 2];
+        for _ in 0..30 {
+            input.extend([0, rng.below(256) as u8]);
+        }
+        input.extend([9, i, 0, 40, 3, 2, 1, 2, 3, 4, 4, 0, 7, 5, 7]);
+        out.push(input);
+    }
+    out
+}
+
+#[test]
+fn log_ops() {
+    let summaries: Vec<checks::LogOpsSummary> = log_ops_inputs()
+        .iter()
+        .map(|input| checks::log_ops(input))
+        .collect();
+    let crashes: usize = summaries.iter().map(|s| s.crashes).sum();
+    let inside: usize = summaries.iter().map(|s| s.crashes_inside_ops).sum();
+    let records: u64 = summaries.iter().map(|s| s.records_checked).sum();
+    eprintln!(
+        "{} inputs: {crashes} power cuts ({inside} inside an operation), {records} records \
+         checked against the model",
+        summaries.len()
+    );
+    assert!(crashes >= 40 && inside >= 10 && records >= 500);
+    for input in kept_inputs("log_ops") {
+        checks::log_ops(&input);
+    }
+}
+
 #[test]
 fn event_store_open() {
     let summaries: Vec<checks::EventStoreSummary> = event_store_inputs()
@@ -655,6 +696,7 @@ fn write_seed_corpus() {
         ("small_files_decode", small_files_inputs()),
         ("archive_open", archive_inputs()),
         ("event_store_open", event_store_inputs()),
+        ("log_ops", log_ops_inputs()),
     ];
     for (target, inputs) in sets {
         let d = Path::new(&dir).join(target);

@@ -207,13 +207,10 @@ impl Sim {
 
     /// The outcome of the armed crash, once it happened.
     pub(crate) fn crashed(&self) -> Option<Result<ImageStats, String>> {
-        self.lock()
-            .crashed
-            .as_ref()
-            .map(|r| match r {
-                Ok(stats) => Ok(stats.clone()),
-                Err(e) => Err(e.to_string()),
-            })
+        self.lock().crashed.as_ref().map(|r| match r {
+            Ok(stats) => Ok(stats.clone()),
+            Err(e) => Err(e.to_string()),
+        })
     }
 
     /// Where the crash image was written, once the crash happened.
@@ -221,13 +218,16 @@ impl Sim {
         self.lock().image.clone()
     }
 
-    /// Crashes now: writes the image to `image` and turns the machine off.
+    /// Crashes now: writes the image to `image` and turns the machine off. If an armed crash
+    /// already happened (a background thread can reach it at any moment), returns that one:
+    /// the image is then where it went, [`Sim::crash_image_dir`].
     pub(crate) fn crash_into(&self, image: &Path) -> io::Result<ImageStats> {
         let mut st = self.lock();
-        if st.crashed.is_some() {
-            return Err(io::Error::other(
-                "this simulated machine has already crashed",
-            ));
+        if let Some(done) = &st.crashed {
+            return match done {
+                Ok(stats) => Ok(stats.clone()),
+                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            };
         }
         let stats = write_image(&self.root, image, &mut st);
         st.image = Some(image.to_path_buf());
