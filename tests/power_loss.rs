@@ -409,7 +409,7 @@ fn every_acknowledged_record_survives_simulated_power_loss() {
     println!(
         "power loss: {} seeds in {:.1} s ({} crashed mid-workload, {} again during recovery); \
          {} acknowledged records all survived ({} records checked); {} unsynced pages decided, \
-         {} of them torn; {} directory entries decided",
+         {} of them torn; {} name changes (creates, renames, removals) lost",
         get(&totals.seeds),
         started.elapsed().as_secs_f64(),
         get(&totals.crashes_mid_workload),

@@ -189,7 +189,7 @@ pub(crate) fn create_segment_file(segments_dir: &Path, id: u64, capacity: u64) -
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| Error::io("create segment", &tmp, e))?;
-    sim::names_changed(&tmp).map_err(|e| Error::io("create segment", &tmp, e))?;
+    sim::created(&tmp).map_err(|e| Error::io("create segment", &tmp, e))?;
     if let Err(e) = allocate(&file, capacity) {
         let _ = std::fs::remove_file(&tmp);
         return Err(if is_no_space(&e) {
@@ -362,7 +362,7 @@ pub(crate) fn write_temporary(tmp: &Path, parts: &[&[u8]], sync: bool) -> Result
                 .open(tmp)
         })
         .and_then(|mut f| {
-            sim::names_changed(tmp)?;
+            sim::created(tmp)?;
             for part in parts {
                 f.write_all(part)?;
             }

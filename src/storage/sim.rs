@@ -88,8 +88,11 @@ pub(crate) struct ImageStats {
     pub(crate) name_changes_lost: u64,
 }
 
+/// A name's target: a directory, or one incarnation of a file (an inode number is reused
+/// once its file is gone, so files are told apart by a key given at each creation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Entry {
+    /// The file's key (the inode number until mapped, and for directories).
     ino: u64,
     is_dir: bool,
 }
@@ -102,8 +105,11 @@ struct Durable {
 
 #[derive(Default)]
 struct State {
-    /// Durable contents by inode.
+    /// Durable contents by file key.
     files: HashMap<u64, Durable>,
+    /// The key of the file each inode number currently belongs to.
+    keys: HashMap<u64, u64>,
+    next_key: u64,
     /// The tree's names as of the last directory `fsync`, then after each change since:
     /// a crash leaves one of them.
     names: Vec<Names>,
@@ -137,7 +143,7 @@ impl Sim {
             ..State::default()
         };
         record_tree(root, Path::new(""), &mut state)?;
-        state.names = vec![names_of(root)?];
+        state.names = vec![names_of(root, &mut state)?];
         let sim = Arc::new(Sim {
             root: root.to_path_buf(),
             state: Mutex::new(state),
@@ -283,25 +289,36 @@ impl Sim {
             Synced::Dir => {
                 // A journaling file system commits every name change so far, in any
                 // directory, with the `fsync` of one.
-                st.names = vec![names_of(&self.root)?];
+                st.names = vec![names_of(&self.root, &mut st)?];
+            }
+            Synced::Created => {
+                let ino = fs::metadata(path)?.ino();
+                let key = st.next_key;
+                st.next_key += 1;
+                st.keys.insert(ino, key);
+                let now = names_of(&self.root, &mut st)?;
+                if st.names.last() != Some(&now) {
+                    st.names.push(now);
+                }
             }
             Synced::Names => {
-                let now = names_of(&self.root)?;
+                let now = names_of(&self.root, &mut st)?;
                 if st.names.last() != Some(&now) {
                     st.names.push(now);
                 }
             }
             Synced::File => {
                 let file = File::open(path)?;
-                let ino = file.metadata()?.ino();
+                let key = st.key(file.metadata()?.ino());
                 let bytes = fs::read(path)?;
-                st.files.insert(ino, Durable { bytes });
+                st.files.insert(key, Durable { bytes });
             }
             Synced::Range { offset, len } => {
                 let file = File::open(path)?;
                 let md = file.metadata()?;
                 let live_len = usize::try_from(md.len()).map_err(io::Error::other)?;
-                let durable = st.files.entry(md.ino()).or_default();
+                let key = st.key(md.ino());
+                let durable = st.files.entry(key).or_default();
                 // A data sync also writes the metadata needed to read the data back: the
                 // length and allocation. What it did not cover reads as zeros, or as
                 // whatever writeback had put there (decided at the crash).
@@ -328,6 +345,9 @@ fn off(op: &str, path: &Path) -> io::Error {
 
 enum Synced {
     Dir,
+    /// Not a sync: a file was just created at `path` (a new file, even if its inode number
+    /// was used before).
+    Created,
     /// Not a sync: names changed (a create, rename or removal just happened).
     Names,
     File,
@@ -381,6 +401,12 @@ pub(crate) fn synced_file(path: &Path) -> io::Result<()> {
     report(path, Synced::File)
 }
 
+/// The file at `path` was just created (or truncated to nothing and written anew).
+#[inline]
+pub(crate) fn created(path: &Path) -> io::Result<()> {
+    report(path, Synced::Created)
+}
+
 /// A name under `path`'s directory was created, renamed or removed.
 #[inline]
 pub(crate) fn names_changed(path: &Path) -> io::Result<()> {
@@ -412,7 +438,20 @@ fn list(dir: &Path) -> io::Result<BTreeMap<OsString, Entry>> {
 /// Every name under a root (relative paths; a directory before what it holds).
 type Names = BTreeMap<PathBuf, Entry>;
 
-fn names_of(root: &Path) -> io::Result<Names> {
+impl State {
+    /// The key of the file inode `ino` belongs to now.
+    fn key(&mut self, ino: u64) -> u64 {
+        if let Some(&k) = self.keys.get(&ino) {
+            return k;
+        }
+        let k = self.next_key;
+        self.next_key += 1;
+        self.keys.insert(ino, k);
+        k
+    }
+}
+
+fn names_of(root: &Path, st: &mut State) -> io::Result<Names> {
     fn walk(root: &Path, rel: &Path, out: &mut Names) -> io::Result<()> {
         let dir = root.join(rel);
         let entries = match list(&dir) {
@@ -432,6 +471,11 @@ fn names_of(root: &Path) -> io::Result<Names> {
     }
     let mut out = Names::new();
     walk(root, Path::new(""), &mut out)?;
+    for e in out.values_mut() {
+        if !e.is_dir {
+            e.ino = st.key(e.ino);
+        }
+    }
     Ok(out)
 }
 
@@ -443,7 +487,8 @@ fn record_tree(root: &Path, rel: &Path, st: &mut State) -> io::Result<()> {
         if e.is_dir {
             record_tree(root, &rel.join(name), st)?;
         } else if let Ok(bytes) = fs::read(&path) {
-            st.files.insert(e.ino, Durable { bytes });
+            let key = st.key(e.ino);
+            st.files.insert(key, Durable { bytes });
         }
     }
     Ok(())
@@ -480,7 +525,7 @@ fn write_image(root: &Path, image: &Path, st: &mut State) -> io::Result<ImageSta
         _ => Regime::Mixed,
     };
     // Name changes that were never reported (files created in place) are in the live tree.
-    let live = names_of(root)?;
+    let live = names_of(root, st)?;
     if st.names.last() != Some(&live) {
         st.names.push(live.clone());
     }
