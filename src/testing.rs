@@ -24,6 +24,11 @@
 //! The same seam injects I/O errors ([`PowerLoss::fail_op`]): fail the N-th storage operation
 //! once, or from then on, for every N of a workload.
 //!
+//! For real process crashes, [`kill_child_after`] runs the same executable again as a child
+//! (a test re-running itself, or a program's `main`), kills it with `SIGKILL` after a delay,
+//! and hands back every line the child acknowledged through [`Acks`] before it died;
+//! [`run_if_child`] is the child's side. `examples/crash_test.rs` uses both.
+//!
 //! The live files are real files: put the directory on a `tmpfs` (such as `/dev/shm`) and the
 //! syncs cost nothing, so thousands of crashes run in seconds. The choices are seeded: a
 //! failing seed replays the same crash, up to the timing of mmlog's background thread that
@@ -216,4 +221,141 @@ impl std::fmt::Debug for PowerLoss {
             .field("ops", &self.sim.ops())
             .finish()
     }
+}
+
+/// The environment variable that tells a process started by [`kill_child_after`] that it is
+/// the child, and which directory to work in.
+pub const CHILD_DIR_ENV: &str = "MMLOG_TESTING_CHILD_DIR";
+
+/// The prefix of the lines a child prints through [`Acks`], so that the parent can tell them
+/// from anything else the child prints (a test harness's own output, for one).
+const ACK_PREFIX: &str = "mmlog-ack ";
+
+/// Where a child started by [`kill_child_after`] reports what it acknowledged: each call
+/// writes one line to standard output and flushes it, so that once `ack` returns, the
+/// parent receives the line even if the child is killed the next instant.
+#[derive(Debug)]
+pub struct Acks {
+    out: io::Stdout,
+}
+
+impl Acks {
+    /// Reports `line` (which should hold no newline) to the parent.
+    pub fn ack(&mut self, line: &str) -> io::Result<()> {
+        use io::Write;
+        let mut out = self.out.lock();
+        writeln!(out, "{ACK_PREFIX}{line}")?;
+        out.flush()
+    }
+}
+
+/// In a process started by [`kill_child_after`], runs `workload` on the directory the parent
+/// chose and exits; in any other process, returns at once without running it.
+///
+/// Call it first thing in the code the parent re-runs (a test function, or `main`).
+pub fn run_if_child(workload: impl FnOnce(&Path, &mut Acks)) {
+    let Some(dir) = std::env::var_os(CHILD_DIR_ENV) else {
+        return;
+    };
+    let mut acks = Acks { out: io::stdout() };
+    workload(Path::new(&dir), &mut acks);
+    std::process::exit(0);
+}
+
+/// How a child ended, and what it acknowledged first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Killed {
+    /// The lines the child reported through [`Acks::ack`] before it died, in order (a line
+    /// the kill cut in half is dropped: the child had not finished acknowledging it).
+    pub acks: Vec<String>,
+    /// The child was killed by `SIGKILL`, not finished on its own.
+    pub killed: bool,
+    /// What the child wrote to standard error.
+    pub stderr: String,
+}
+
+/// Runs this same executable again as a child, with `args` and with [`CHILD_DIR_ENV`] set to
+/// `dir`, lets it run for `after`, kills it with `SIGKILL` (a real process crash: the page
+/// cache survives, the process does not) and returns what it acknowledged.
+///
+/// In a test, pass the test's own name and `--exact` so that the child runs only that test,
+/// whose first line is [`run_if_child`]:
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use mmlog::testing::{kill_child_after, run_if_child};
+/// use mmlog::{Log, Options};
+///
+/// #[test]
+/// fn survives_kill() {
+///     run_if_child(|dir, acks| {
+///         let log = Log::open(dir, Options::default()).unwrap();
+///         for i in 0u64.. {
+///             let seq = log.append(&i.to_le_bytes()).unwrap();
+///             acks.ack(&seq.to_string()).unwrap();
+///         }
+///     });
+///     let dir = tempfile::tempdir().unwrap();
+///     let args = ["survives_kill", "--exact", "--nocapture"];
+///     let run = kill_child_after(&args, dir.path(), Duration::from_millis(50)).unwrap();
+///     let log = Log::open(dir.path(), Options::default()).unwrap();
+///     // Every acknowledged record is there.
+///     assert!(log.last_seq() >= run.acks.last().map(|s| s.parse().unwrap()));
+/// }
+/// ```
+pub fn kill_child_after(
+    args: &[&str],
+    dir: impl AsRef<Path>,
+    after: std::time::Duration,
+) -> io::Result<Killed> {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args(args)
+        .env(CHILD_DIR_ENV, dir.as_ref())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.read_to_end(&mut buf);
+        }
+        buf
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_end(&mut buf);
+        }
+        buf
+    });
+    std::thread::sleep(after);
+    // Killing a child that already exited is harmless: `wait` tells how it ended.
+    let _ = child.kill();
+    let status = child.wait()?;
+    let out = out_reader.join().unwrap_or_default();
+    let err = err_reader.join().unwrap_or_default();
+    let text = String::from_utf8_lossy(&out);
+    // Only whole lines: a line without its newline was cut by the kill.
+    let whole = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    Ok(Killed {
+        acks: whole
+            .lines()
+            .filter_map(|l| l.strip_prefix(ACK_PREFIX))
+            .map(str::to_string)
+            .collect(),
+        killed: status.signal() == Some(libc::SIGKILL),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+    })
 }
