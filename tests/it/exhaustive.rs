@@ -111,6 +111,11 @@ fn every_bit_flip_of_a_small_log() {
         cut_or_refused > used * 8 / 2,
         "only {cut_or_refused} flips noticed"
     );
+    println!(
+        "bit flips in an unsealed segment: {} tried, {cut_or_refused} cut the log or were \
+         refused, none returned a record that differs",
+        used * 8
+    );
 }
 
 #[test]
@@ -191,4 +196,8 @@ fn every_bit_flip_in_the_first_kib_of_a_sealed_segment() {
         })();
         assert_honest(&format!("bit {bit} of the sealed segment"), &got, &records);
     }
+    println!(
+        "bit flips in a sealed segment: {} tried, none returned a record that differs",
+        1024 * 8
+    );
 }
