@@ -1,8 +1,9 @@
 //! Loom models of the append protocol: reservation ([`Tail::reserve`]), publication
 //! (`Segment::publish_record`: body first, then the commit word with release ordering),
 //! sealing by the first reservation that does not fit (`Shared::reserve`), the reader's scan,
-//! the waiter flag with the reader's sleep / writer's wake-up handshake, and group commit's
-//! hand-off between the flusher and the writers waiting for the durable watermark.
+//! the waiter flag with the reader's sleep / writer's wake-up handshake, the durable
+//! watermark, abandoned reservations, and group commit's hand-off between the flusher and the
+//! writers waiting for the durable watermark.
 //!
 //! Run with `.ci/loom.sh`, or:
 //!
@@ -23,11 +24,13 @@
 //! Every body access goes through `UnsafeCell::with` / `with_mut`, so loom reports a
 //! causality violation when a reader can see a commit word without the body written before
 //! it; loom's `wait_timeout` never times out, so a lost wake-up is a deadlock loom reports.
-//! Three negative twins break a protocol on purpose and must fail (`#[should_panic]` on loom's
-//! message): `loom_model_relaxed_publish_is_caught` (commit word stored `Relaxed`),
-//! `loom_model_notify_before_clear_is_caught` (waiter flag cleared after the notification) and
-//! `loom_model_watermark_before_epoch_is_caught` (a writer reads the durable watermark before
-//! the epoch it sleeps on).
+//! Five negative twins break a protocol on purpose and must fail (`#[should_panic]` on loom's
+//! message or the model's): `loom_model_relaxed_publish_is_caught` (commit word stored
+//! `Relaxed`), `loom_model_notify_before_clear_is_caught` (waiter flag cleared after the
+//! notification), `loom_model_watermark_before_epoch_is_caught` (a writer reads the durable
+//! watermark before the epoch it sleeps on), `loom_model_watermark_from_reservations_is_caught`
+//! (the durable watermark taken from the reservations, not the published frames) and
+//! `loom_model_abandon_without_padding_is_caught` (an abandoned reservation left unwritten).
 //! Each positive model also checks that its executions reached the interleavings it is about
 //! (which writer sealed, what the reader saw), so a model cannot pass by never getting there.
 
@@ -169,6 +172,18 @@ impl Region {
         }
     }
 
+    /// A reservation whose writer gives up (`Reservation` dropped uncommitted): with `pad`, it
+    /// is published as padding (`Segment::publish_padding`); without, the broken twin, left
+    /// unwritten. Returns the reservation's offset.
+    fn abandon(&self, body_words: u64, pad: bool) -> u64 {
+        let r = self.tail.reserve(1, model_frame_len(body_words));
+        if pad {
+            let lk = frame::len_kind(FrameKind::Padding, (body_words * WORD) as u32);
+            self.words[self.slot(r.offset)].store(frame::commit_word(lk, 0x9AD), Ordering::Release);
+        }
+        r.offset
+    }
+
     /// `Shared::reserve` for one frame (without the rollover), then the publish.
     fn append(&self, body_words: u64, publish: Ordering) -> Appended {
         if self.completion().is_some() {
@@ -227,6 +242,12 @@ impl Region {
                 }
                 Ok(model_frame_len(body_words))
             }
+            // An abandoned reservation: skipped, its body never read.
+            Ok(Word::Frame {
+                kind: FrameKind::Padding,
+                payload_len,
+                ..
+            }) => Ok(model_frame_len(u64::from(payload_len) / WORD)),
             other => panic!("unexpected commit word {word:#x} at {offset}: {other:?}"),
         }
     }
@@ -803,4 +824,124 @@ fn loom_model_group_commit_wakes_every_writer() {
 #[should_panic(expected = "deadlock")]
 fn loom_model_watermark_before_epoch_is_caught() {
     model_group_commit(false);
+}
+
+/// The durable watermark (`Shared::advance_committed`): the flusher advances it over published
+/// commit words only, from the segment's start to the first unwritten one, then syncs what
+/// it covers. The sync is modelled as reading every body word below the watermark: loom
+/// reports a causality violation if a writer may still be writing one of them. With
+/// `from_reservations`, the broken twin: the watermark is the tail's reservation count.
+fn model_watermark(from_reservations: bool) -> Cov {
+    let cov = Cov::default();
+    let c = cov.clone();
+    loom::model(move || {
+        c.iteration();
+        let region = Arc::new(Region::new(START + 64));
+        let writers: Vec<_> = (0..2)
+            .map(|_| {
+                let region = Arc::clone(&region);
+                thread::spawn(move || region.append(1, Ordering::Release))
+            })
+            .collect();
+        let offsets: Vec<u64> = if from_reservations {
+            let reserved = region.tail.load().count;
+            (0..reserved)
+                .map(|i| START + i * model_frame_len(1))
+                .collect()
+        } else {
+            region.scan().offsets
+        };
+        for (i, &offset) in offsets.iter().enumerate() {
+            let s = region.slot(offset);
+            // SAFETY: only reads; loom checks that the write of this word happened before.
+            let v = region.cells[s + 1].with(|p| unsafe { *p });
+            assert_eq!(v, body_value(BASE_SEQ + i as u64, 0), "synced a torn frame");
+        }
+        c.note(format!("the watermark covered {} frames", offsets.len()));
+        for h in writers {
+            h.join().unwrap();
+        }
+    });
+    cov
+}
+
+#[test]
+fn loom_model_durable_watermark_covers_only_published_frames() {
+    model_watermark(false).check(
+        "durable watermark",
+        &[
+            "the watermark covered 0 frames",
+            "the watermark covered 1 frames",
+            "the watermark covered 2 frames",
+        ],
+    );
+}
+
+/// The negative twin: a watermark taken from the reservations covers frames still being
+/// written.
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn loom_model_watermark_from_reservations_is_caught() {
+    model_watermark(true);
+}
+
+/// A reservation abandoned while another writer appends and a reader scans: the abandoned one
+/// becomes padding, which readers skip, so the record after it is readable. With
+/// `pad == false`, the broken twin: the abandoned reservation stays unwritten, a hole that
+/// hides every record after it for good.
+fn model_abandon(pad: bool) -> Cov {
+    let cov = Cov::default();
+    let c = cov.clone();
+    loom::model(move || {
+        c.iteration();
+        let region = Arc::new(Region::new(START + 64));
+        let quitter = {
+            let region = Arc::clone(&region);
+            thread::spawn(move || region.abandon(1, pad))
+        };
+        let writer = {
+            let region = Arc::clone(&region);
+            thread::spawn(move || region.append(1, Ordering::Release))
+        };
+        let during = region.scan();
+        let abandoned_at = quitter.join().unwrap();
+        let appended = writer.join().unwrap();
+        let after = region.scan();
+        let Appended::Record { offset, .. } = appended else {
+            panic!("segment too small for the model: {appended:?}");
+        };
+        c.note(format!(
+            "abandoned {} the record, reader saw {} frames while they ran",
+            if abandoned_at < offset {
+                "before"
+            } else {
+                "after"
+            },
+            during.offsets.len()
+        ));
+        assert!(
+            after.offsets.contains(&offset),
+            "the record after an abandoned reservation is unreachable: {after:?}"
+        );
+    });
+    cov
+}
+
+#[test]
+fn loom_model_abandoned_reservation_is_skipped() {
+    model_abandon(true).check(
+        "abandoned reservation",
+        &[
+            "abandoned before the record, reader saw 0 frames while they ran",
+            "abandoned before the record, reader saw 2 frames while they ran",
+            "abandoned after the record, reader saw 1 frames while they ran",
+        ],
+    );
+}
+
+/// The negative twin: an abandoned reservation left unwritten.
+#[test]
+#[should_panic(expected = "unreachable")]
+fn loom_model_abandon_without_padding_is_caught() {
+    model_abandon(false);
 }
