@@ -24,9 +24,11 @@
 //! Every body access goes through `UnsafeCell::with` / `with_mut`, so loom reports a
 //! causality violation when a reader can see a commit word without the body written before
 //! it; loom's `wait_timeout` never times out, so a lost wake-up is a deadlock loom reports.
-//! Five negative twins break a protocol on purpose and must fail (`#[should_panic]` on loom's
-//! message or the model's): `loom_model_relaxed_publish_is_caught` (commit word stored
-//! `Relaxed`), `loom_model_notify_before_clear_is_caught` (waiter flag cleared after the
+//! Seven negative twins break a protocol on purpose and must fail (`#[should_panic]` on loom's
+//! message or the model's): `loom_model_racy_reservation_is_caught` (a load and a store
+//! instead of one `fetch_add`), `loom_model_sealing_by_every_overflow_is_caught` (every
+//! reservation that does not fit seals), `loom_model_relaxed_publish_is_caught` (commit word
+//! stored `Relaxed`), `loom_model_notify_before_clear_is_caught` (waiter flag cleared after the
 //! notification), `loom_model_watermark_before_epoch_is_caught` (a writer reads the durable
 //! watermark before the epoch it sleeps on), `loom_model_watermark_from_reservations_is_caught`
 //! (the durable watermark taken from the reservations, not the published frames) and
@@ -93,6 +95,16 @@ enum Appended {
     Void,
     /// The segment was already complete before reserving (the writer rolls over).
     Rolled,
+}
+
+/// Which rule of the append protocol a broken twin breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Broken {
+    Nothing,
+    /// Reserve with a load and a store instead of one `fetch_add`.
+    RacyReserve,
+    /// Every reservation that does not fit seals, not only the first.
+    SealEveryOverflow,
 }
 
 /// Why a scan stopped.
@@ -186,11 +198,20 @@ impl Region {
 
     /// `Shared::reserve` for one frame (without the rollover), then the publish.
     fn append(&self, body_words: u64, publish: Ordering) -> Appended {
+        self.append_as(body_words, publish, Broken::Nothing)
+    }
+
+    /// [`Region::append`], or one of its broken twins.
+    fn append_as(&self, body_words: u64, publish: Ordering, broken: Broken) -> Appended {
         if self.completion().is_some() {
             return Appended::Rolled;
         }
         let bytes = model_frame_len(body_words);
-        let r = self.tail.reserve(1, bytes);
+        let r = if broken == Broken::RacyReserve {
+            self.tail.reserve_racy(1, bytes)
+        } else {
+            self.tail.reserve(1, bytes)
+        };
         if r.offset + bytes <= self.capacity {
             let seq = BASE_SEQ + r.count;
             self.publish_record(r.offset, seq, body_words, publish);
@@ -200,7 +221,9 @@ impl Region {
                 waiter: r.waiter,
             };
         }
-        if r.offset <= self.capacity {
+        // Only the first reservation that does not fit starts at or before the capacity: it
+        // alone seals. (The broken twin lets every one that does not fit seal.)
+        if r.offset <= self.capacity || broken == Broken::SealEveryOverflow {
             self.publish_end_marker(r.offset);
             self.complete(r.count, r.offset);
             return Appended::Sealed {
@@ -317,6 +340,16 @@ impl Cov {
 
 /// Appenders with `bodies[i]` body words each race a reader on a segment of `capacity` bytes.
 fn model_appends(bodies: &'static [u64], capacity: u64, publish: Ordering) -> Cov {
+    model_appends_as(bodies, capacity, publish, Broken::Nothing)
+}
+
+/// [`model_appends`] with the writers' protocol broken as `broken` says.
+fn model_appends_as(
+    bodies: &'static [u64],
+    capacity: u64,
+    publish: Ordering,
+    broken: Broken,
+) -> Cov {
     let cov = Cov::default();
     let c = cov.clone();
     loom::model(move || {
@@ -326,7 +359,7 @@ fn model_appends(bodies: &'static [u64], capacity: u64, publish: Ordering) -> Co
             .iter()
             .map(|&b| {
                 let r = Arc::clone(&region);
-                thread::spawn(move || r.append(b, publish))
+                thread::spawn(move || r.append_as(b, publish, broken))
             })
             .collect();
         let reader = {
@@ -944,4 +977,25 @@ fn loom_model_abandoned_reservation_is_skipped() {
 #[should_panic(expected = "unreachable")]
 fn loom_model_abandon_without_padding_is_caught() {
     model_abandon(false);
+}
+
+/// The negative twin of reservation: a load and a store instead of one read-modify-write hands
+/// two writers the same bytes, and they write them at once.
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn loom_model_racy_reservation_is_caught() {
+    model_appends_as(&[1, 1], START + 64, Ordering::Release, Broken::RacyReserve);
+}
+
+/// The negative twin of sealing: when every reservation that does not fit seals, a segment is
+/// completed twice (two seals, two answers to "where does it end").
+#[test]
+#[should_panic(expected = "completed twice")]
+fn loom_model_sealing_by_every_overflow_is_caught() {
+    model_appends_as(
+        &[1, 1, 1],
+        START + 24,
+        Ordering::Release,
+        Broken::SealEveryOverflow,
+    );
 }

@@ -86,6 +86,16 @@ impl Tail {
         unpack(self.0.fetch_add(pack(frames, bytes), Ordering::AcqRel))
     }
 
+    /// The broken twin of [`Tail::reserve`], for the loom model that must catch it: a load
+    /// and a separate store, so two writers can be handed the same bytes.
+    #[cfg(loom)]
+    pub(crate) fn reserve_racy(&self, frames: u64, bytes: u64) -> TailState {
+        let before = self.0.load(Ordering::Acquire);
+        self.0
+            .store(before + pack(frames, bytes), Ordering::Release);
+        unpack(before)
+    }
+
     /// The current state.
     #[inline]
     pub(crate) fn load(&self) -> TailState {

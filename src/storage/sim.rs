@@ -7,8 +7,10 @@
 //! through [`synced_data`], [`synced_file`] or [`synced_dir`]. A registered [`Sim`] keeps,
 //! beside the live files, a ledger of the **durable image**:
 //!
-//! - for every file (by inode), the length and bytes its syncs covered, captured the moment
-//!   each sync returned (`msync` / `fdatasync` of a range, `fsync` of a whole file);
+//! - for every file, the length and bytes its syncs covered, captured the moment each sync
+//!   returned (`msync` / `fdatasync` of a range, `fsync` of a whole file). Files are known by
+//!   inode number, with a fresh key at each creation, since a number is reused once its file
+//!   is gone;
 //! - for the directory tree, every version of its names since the last directory `fsync`
 //!   (one after each create, rename or removal).
 //!
@@ -30,9 +32,10 @@
 //! could leave on disk.
 //!
 //! After the crash the machine is off: every later storage operation under the simulated
-//! directory fails (`EIO`), so the live log poisons itself and acknowledges nothing more, and
-//! everything acknowledged before is in the image. A fault plan ([`Sim::fail_op`]) fails the
-//! N-th operation instead, once or from then on.
+//! directory fails with an I/O error, and so does one that was still running when the crash
+//! came (a sync that returns after it never finished), so the live log poisons itself and
+//! acknowledges nothing more, and everything acknowledged before is in the image. A fault
+//! plan ([`Sim::fail_op`]) fails the N-th operation instead, once or from then on.
 //!
 //! Disarmed (no simulation registered), each hook costs one relaxed atomic load; none is on
 //! the append or read path.
@@ -204,7 +207,7 @@ impl Sim {
         st.crash_at = Some((at, image.to_path_buf()));
     }
 
-    /// Fails the `n`-th operation from now (`n >= 1`) with `EIO`, once or from then on.
+    /// Fails the `n`-th operation from now (`n >= 1`) with an I/O error, once or from then on.
     pub(crate) fn fail_op(&self, n: u64, kind: FaultKind) {
         let mut st = self.lock();
         let at = st.ops.saturating_add(n.max(1));
