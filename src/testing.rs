@@ -1,5 +1,5 @@
-//! Crash-testing an application built on mmlog: simulated power loss and injected I/O faults
-//! (cargo feature `testing`).
+//! Crash-testing an application built on mmlog: simulated power loss, injected I/O faults and
+//! real process kills (cargo feature `testing`).
 //!
 //! Killing a process (`SIGKILL`) leaves the page cache behind, so it never shows what an OS
 //! crash or a power cut does to a log. [`PowerLoss`] does. While one is alive, mmlog records,
