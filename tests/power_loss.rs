@@ -470,6 +470,7 @@ fn fault_workload(dir: &Path, machine: &PowerLoss, persistent: bool) -> FaultRun
         let Some(l) = log.as_ref() else {
             match Log::open(dir, opts.clone()) {
                 Ok(l) => {
+                    follow_reopen(&mut run, &l, step);
                     log = Some(l);
                     run.reopened_after_error = true;
                     must_fail = persistent && run.first_error.is_some();
@@ -552,7 +553,10 @@ fn fault_workload(dir: &Path, machine: &PowerLoss, persistent: bool) -> FaultRun
     run.ops_before_last_checkpoint = machine.ops();
     if log.is_none() {
         match Log::open(dir, opts.clone()) {
-            Ok(l) => log = Some(l),
+            Ok(l) => {
+                follow_reopen(&mut run, &l, u64::MAX);
+                log = Some(l);
+            }
             Err(e) => {
                 run.first_error
                     .get_or_insert((u64::MAX, format!("open: {e}")));
@@ -577,6 +581,28 @@ fn fault_workload(dir: &Path, machine: &PowerLoss, persistent: bool) -> FaultRun
     }
     drop(log);
     run
+}
+
+/// After a reopen the log holds every acknowledged record and, of the appends that failed,
+/// those that were written before their failure (a failure before the copy, such as a
+/// rollover that found no segment, writes nothing). Recovery makes what it keeps durable, so
+/// the model follows the log from here.
+fn follow_reopen(run: &mut FaultRun, log: &Log, step: u64) {
+    let next = log.last_seq().map_or(0, |s| s as usize + 1);
+    if next < run.out.durable {
+        run.violations.push(format!(
+            "step {step}: reopened with {next} records, {} acknowledged",
+            run.out.durable
+        ));
+    }
+    if next > run.out.attempted.len() {
+        run.violations.push(format!(
+            "step {step}: reopened with {next} records, {} appended",
+            run.out.attempted.len()
+        ));
+    }
+    run.out.attempted.truncate(next);
+    run.out.durable = next;
 }
 
 #[test]
