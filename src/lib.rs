@@ -46,6 +46,7 @@ pub mod format;
 pub mod inspect;
 mod log;
 mod options;
+pub mod partitioned;
 mod storage;
 pub(crate) mod sync;
 #[cfg(feature = "testing")]

@@ -8,5 +8,6 @@ mod events;
 mod exhaustive;
 mod fs_faults;
 mod model;
+mod partitioned;
 mod soak;
 mod support;

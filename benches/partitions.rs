@@ -1,0 +1,99 @@
+//! Append throughput of partitioned logs against one shared tail.
+//!
+//! `partitions_64b/buffered/{1,2}`: 4 writer threads append 64-byte payloads
+//! (`Durability::Buffered`) to a `PartitionedLog` of 1 partition (every writer on the one
+//! tail) or 2 (writer `w` on partition `w % 2`: two writers per tail). Elements/s, all
+//! writers together. (Pinning writer `w` to CPU `w % 2`, so that each partition's tail stays
+//! in one core's cache, was tried on the 2-core VM and made no difference.) Every timed call opens fresh logs, waits until each partition's next
+//! segment is prepared, then times the writers from a common start to the last one's end.
+//! Opening and closing are not timed.
+
+mod common;
+use common::{bench_base, main_config};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use mmlog::partitioned::PartitionedLog;
+use mmlog::{Durability, Options};
+
+const WRITERS: usize = 4;
+/// Appends per timed iteration, all writers together.
+const BATCH: u64 = 1 << 20;
+
+fn open_fresh(dir: &std::path::Path, partitions: usize) -> PartitionedLog {
+    let opts = Options::default()
+        .segment_size(256 << 20)
+        .durability(Durability::Buffered);
+    let log = PartitionedLog::open(dir, partitions, opts).expect("open");
+    // The next segment of every partition is prepared in the background: let that finish.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for p in 0..partitions {
+        let spare = log
+            .path()
+            .join(format!("partition-{p:04}"))
+            .join("segments")
+            .join(format!("{:020}.seg", 1));
+        while !spare.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    log
+}
+
+fn run(partitions: usize, per_writer: u64) -> Duration {
+    let dir = tempfile::tempdir_in(bench_base()).expect("tempdir");
+    let log = open_fresh(&dir.path().join("p"), partitions);
+    let payload = [7u8; 64];
+    let barrier = Barrier::new(WRITERS + 1);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let (log, barrier) = (&log, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for _ in 0..per_writer {
+                        log.append_to(w % partitions, &payload).expect("append");
+                    }
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        barrier.wait();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("writer"))
+            .collect()
+    });
+    let start = spans.iter().map(|s| s.0).min().expect("a writer");
+    let end = spans.iter().map(|s| s.1).max().expect("a writer");
+    assert_eq!(
+        log.cut().expect("cut").records(),
+        WRITERS as u64 * per_writer
+    );
+    end - start
+}
+
+fn partitions(c: &mut Criterion) {
+    let mut g = c.benchmark_group("partitions_64b/buffered");
+    g.throughput(Throughput::Elements(BATCH));
+    for p in [1usize, 2] {
+        g.bench_with_input(BenchmarkId::from_parameter(p), &p, |b, &p| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| run(p, BATCH / WRITERS as u64))
+                    .sum::<Duration>()
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = main_config();
+    targets = partitions
+}
+criterion_main!(benches);
