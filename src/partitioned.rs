@@ -127,36 +127,7 @@ impl PartitionedLog {
     /// count decides where every key lives.
     pub fn open(dir: impl AsRef<Path>, partitions: usize, options: Options) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        if partitions == 0 || partitions > PARTITIONS_MAX {
-            return Err(Error::invalid(format!(
-                "a partitioned log has 1 to {PARTITIONS_MAX} partitions, not {partitions}"
-            )));
-        }
-        sfs::create_dir_all(&dir).map_err(|e| Error::io("create dir", &dir, e))?;
-        let manifest = dir.join(PARTITIONS_FILE);
-        match std::fs::read(&manifest) {
-            Ok(bytes) => {
-                let found = parse_manifest(&bytes).ok_or_else(|| {
-                    Error::invalid(format!(
-                        "{} is not a partition manifest (expected \"{MANIFEST_TAG} <count>\")",
-                        manifest.display()
-                    ))
-                })?;
-                if found != partitions {
-                    return Err(Error::invalid(format!(
-                        "{} holds {found} partitions, not {partitions}: the count decides where \
-                         every key lives and cannot change",
-                        dir.display()
-                    )));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let text = format!("{MANIFEST_TAG} {partitions}\n");
-                let tmp = dir.join(format!("{PARTITIONS_FILE}.tmp"));
-                sfs::replace_file(&manifest, &tmp, &[text.as_bytes()])?;
-            }
-            Err(e) => return Err(Error::io("read", &manifest, e)),
-        }
+        prepare(&dir, partitions)?;
         let parts = (0..partitions)
             .map(|i| Log::open(partition_dir(&dir, i), options.clone()))
             .collect::<Result<Vec<_>>>()?;
@@ -181,7 +152,7 @@ impl PartitionedLog {
 
     /// The partition `key` routes to: CRC-32C of the key, modulo the partition count.
     pub fn route(&self, key: &[u8]) -> usize {
-        checksum(key) as usize % self.parts.len()
+        route(key, self.parts.len())
     }
 
     /// Appends `payload` to the partition `key` routes to.
@@ -287,8 +258,49 @@ impl std::fmt::Debug for PartitionedLog {
     }
 }
 
-fn partition_dir(dir: &Path, i: usize) -> PathBuf {
+/// Creates `dir` and its manifest for `partitions` partitions, or checks the manifest there.
+pub(crate) fn prepare(dir: &Path, partitions: usize) -> Result<()> {
+    if partitions == 0 || partitions > PARTITIONS_MAX {
+        return Err(Error::invalid(format!(
+            "a partitioned log has 1 to {PARTITIONS_MAX} partitions, not {partitions}"
+        )));
+    }
+    sfs::create_dir_all(dir).map_err(|e| Error::io("create dir", dir, e))?;
+    let manifest = dir.join(PARTITIONS_FILE);
+    match std::fs::read(&manifest) {
+        Ok(bytes) => {
+            let found = parse_manifest(&bytes).ok_or_else(|| {
+                Error::invalid(format!(
+                    "{} is not a partition manifest (expected \"{MANIFEST_TAG} <count>\")",
+                    manifest.display()
+                ))
+            })?;
+            if found != partitions {
+                return Err(Error::invalid(format!(
+                    "{} holds {found} partitions, not {partitions}: the count decides where \
+             every key lives and cannot change",
+                    dir.display()
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = format!("{MANIFEST_TAG} {partitions}\n");
+            let tmp = dir.join(format!("{PARTITIONS_FILE}.tmp"));
+            sfs::replace_file(&manifest, &tmp, &[text.as_bytes()])?;
+        }
+        Err(e) => return Err(Error::io("read", &manifest, e)),
+    }
+    Ok(())
+}
+
+/// The directory of partition `i`.
+pub(crate) fn partition_dir(dir: &Path, i: usize) -> PathBuf {
     dir.join(format!("partition-{i:04}"))
+}
+
+/// The partition `key` routes to among `partitions`.
+pub(crate) fn route(key: &[u8], partitions: usize) -> usize {
+    checksum(key) as usize % partitions.max(1)
 }
 
 fn parse_manifest(bytes: &[u8]) -> Option<usize> {

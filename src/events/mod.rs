@@ -29,6 +29,7 @@
 mod event;
 mod liveness;
 mod migration;
+mod partitioned;
 mod projection;
 mod state;
 mod store;
@@ -36,6 +37,7 @@ mod table;
 
 pub use event::{Event, StoredEvent};
 pub use migration::{LockedStore, Migration, MigrationPhase, MigrationStats};
+pub use partitioned::{PartitionedEventStore, PartitionedView};
 pub use projection::{Change, ItemsPerWriter, Projection, ReadModel, RecentChanges};
 pub use state::{Item, State};
 pub use store::{Consistency, EventStore, EventStoreOptions, Events, StateView};

@@ -154,3 +154,106 @@ fn concurrent_writers_on_partitions_lose_nothing_and_survive_a_reopen() {
     }
     assert_eq!(next, [2_000; 4]);
 }
+
+/// The partitioned event store: concurrent writers and removers over 3 partitions; the union
+/// of the partitions' states equals a hand replay, now, as of times in the past and as of the
+/// cut each view reports, and after a reopen.
+#[test]
+fn a_partitioned_event_store_is_the_union_of_its_partitions() {
+    use mmlog::events::{Consistency, EventStoreOptions, PartitionedEventStore};
+    use std::sync::Mutex;
+    use uuid::Uuid;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store_opts = EventStoreOptions {
+        snapshot_every_events: 100,
+        ..EventStoreOptions::default()
+    };
+    let store = PartitionedEventStore::open(&dir, 3, opts(), store_opts.clone()).unwrap();
+    // What each writer did, with the time after each call returned.
+    type Done = (SystemTime, Uuid, Option<String>);
+    let done: Mutex<Vec<Done>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for w in 0..4u32 {
+            let (store, done) = (&store, &done);
+            s.spawn(move || {
+                let mut mine = Vec::new();
+                for i in 0..150u32 {
+                    if i % 4 == 3 {
+                        let id = mine.remove(0);
+                        store.remove(w, id).unwrap();
+                        done.lock().unwrap().push((SystemTime::now(), id, None));
+                    } else {
+                        let data = format!("w{w}-{i}");
+                        let (at, id) = store.write(w, &data).unwrap();
+                        assert_eq!(at.partition, store.route(&id));
+                        mine.push(id);
+                        done.lock()
+                            .unwrap()
+                            .push((SystemTime::now(), id, Some(data)));
+                    }
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap();
+    done.sort_by_key(|d| d.0);
+    // Then one writer, with pauses: the times between rounds are points with nothing in
+    // flight, where "as of T" has one right answer.
+    let mut marks = Vec::new();
+    let mut live: Vec<Uuid> = Vec::new();
+    for round in 0..4 {
+        for i in 0..25 {
+            if i % 3 == 2 && !live.is_empty() {
+                let id = live.swap_remove(i % live.len());
+                store.remove(9, id).unwrap();
+                done.push((SystemTime::now(), id, None));
+            } else {
+                let data = format!("r{round}-{i}");
+                let (_, id) = store.write(9, &data).unwrap();
+                live.push(id);
+                done.push((SystemTime::now(), id, Some(data)));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        marks.push((SystemTime::now(), done.len()));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let replay = |upto: usize| {
+        let mut m: HashMap<Uuid, String> = HashMap::new();
+        for (_, id, data) in &done[..upto] {
+            match data {
+                Some(d) => m.insert(*id, d.clone()),
+                None => m.remove(id),
+            };
+        }
+        m
+    };
+    let check = |view: &mmlog::events::PartitionedView, model: &HashMap<Uuid, String>| {
+        assert_eq!(view.len(), model.len());
+        for (id, data) in model {
+            assert_eq!(view.data(id), Some(data.as_str()));
+        }
+    };
+    let now = store.read(Consistency::Strong).unwrap();
+    check(&now, &replay(done.len()));
+    for &(t, upto) in &marks {
+        let then = store.state_at_time(t).unwrap();
+        check(&then, &replay(upto));
+        // The cut a view reports gives the same state back.
+        let again = store.state_at_cut(&then.cut()).unwrap();
+        check(&again, &replay(upto));
+    }
+    assert_eq!(
+        store.state_at_cut(&Cut::new(vec![0, 0, 0])).unwrap().len(),
+        0
+    );
+    store.close().unwrap();
+    let store = PartitionedEventStore::open(&dir, 3, opts(), store_opts.clone()).unwrap();
+    check(
+        &store.read(Consistency::Strong).unwrap(),
+        &replay(done.len()),
+    );
+    assert!(PartitionedEventStore::open(&dir, 2, opts(), store_opts).is_err());
+}
