@@ -1,27 +1,4 @@
-//! The event store, partitioned: items routed by id across N event stores, each on its own
-//! log (its own tail, flusher and snapshots), so writers of different items share nothing.
-//!
-//! An item lives in exactly one partition (CRC-32C of its 16-byte id, modulo the count, as
-//! [`PartitionedLog::route`](crate::partitioned::PartitionedLog::route)), so the state of the
-//! whole store is the union of the partitions' states, with no conflict to resolve. The
-//! state "as of time `T`" is each partition's state as of `T`: the [`Cut`] of
-//! [`PartitionedLog::cut_at_time`](crate::partitioned::PartitionedLog::cut_at_time).
-//!
-//! ```
-//! use mmlog::events::{Consistency, EventStoreOptions, PartitionedEventStore};
-//! use mmlog::Options;
-//!
-//! # fn main() -> mmlog::Result<()> {
-//! # let tmp = tempfile::tempdir().unwrap();
-//! let store = PartitionedEventStore::open(tmp.path(), 2, Options::default(), EventStoreOptions::default())?;
-//! let (_, a) = store.write(1, "first")?;
-//! let (_, b) = store.write(2, "second")?;
-//! store.remove(1, a)?;
-//! let now = store.read(Consistency::Strong)?;
-//! assert_eq!((now.data(&a), now.data(&b), now.len()), (None, Some("second"), 1));
-//! # Ok(())
-//! # }
-//! ```
+//! The event store, partitioned ([`PartitionedEventStore`]).
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -33,7 +10,30 @@ use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::partitioned::{self, Cut, Position};
 
-/// N event stores behind one handle, items routed by id. See the [module docs](self).
+/// The event store, partitioned: items routed by id across N event stores, each on its own
+/// log (its own tail, flusher and snapshots), so writers of different items share nothing.
+///
+/// An item lives in exactly one partition (CRC-32C of its 16-byte id, modulo the count, as
+/// [`PartitionedLog::route`](crate::partitioned::PartitionedLog::route)), so the state of the
+/// whole store is the union of the partitions' states, with no conflict to resolve. The
+/// state "as of time `T`" is each partition's state as of `T`: the [`Cut`] of
+/// [`PartitionedLog::cut_at_time`](crate::partitioned::PartitionedLog::cut_at_time).
+///
+/// ```
+/// use mmlog::events::{Consistency, EventStoreOptions, PartitionedEventStore};
+/// use mmlog::Options;
+///
+/// # fn main() -> mmlog::Result<()> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// let store = PartitionedEventStore::open(tmp.path(), 2, Options::default(), EventStoreOptions::default())?;
+/// let (_, a) = store.write(1, "first")?;
+/// let (_, b) = store.write(2, "second")?;
+/// store.remove(1, a)?;
+/// let now = store.read(Consistency::Strong)?;
+/// assert_eq!((now.data(&a), now.data(&b), now.len()), (None, Some("second"), 1));
+/// # Ok(())
+/// # }
+/// ```
 pub struct PartitionedEventStore {
     dir: PathBuf,
     stores: Vec<EventStore>,
