@@ -169,21 +169,22 @@ impl PowerLoss {
     /// background threads can reach it at any moment), that crash stands and its image is
     /// returned: read the image's location from [`CrashImage::dir`].
     pub fn crash_now(&self, image: impl AsRef<Path>) -> io::Result<CrashImage> {
-        let stats = self.sim.crash_into(image.as_ref())?;
-        let dir = self
-            .sim
-            .crash_image_dir()
-            .unwrap_or_else(|| image.as_ref().to_path_buf());
-        Ok(CrashImage::new(&dir, stats))
+        let crash = self.sim.crash_into(image.as_ref());
+        crash
+            .outcome
+            .map(|stats| CrashImage::new(&crash.image, stats))
+            .map_err(io::Error::other)
     }
 
     /// The armed crash's image once it happened, `None` before; an error if the image could
     /// not be written.
     pub fn crashed(&self) -> Option<Result<CrashImage, String>> {
-        let image = self.sim.crash_image_dir()?;
-        self.sim
-            .crashed()
-            .map(|r| r.map(|s| CrashImage::new(&image, s)))
+        let crash = self.sim.crashed()?;
+        Some(
+            crash
+                .outcome
+                .map(|stats| CrashImage::new(&crash.image, stats)),
+        )
     }
 
     /// Makes the `n`-th storage operation from now (`n >= 1`) fail with an I/O error, once or

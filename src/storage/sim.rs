@@ -95,21 +95,24 @@ pub(crate) struct ImageStats {
 /// once its file is gone, so files are told apart by a key given at each creation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Entry {
-    /// The file's key (the inode number until mapped, and for directories).
-    ino: u64,
+    /// The file's key (the inode number as listed, until [`names_of`] maps it; for
+    /// directories, the inode number).
+    key: u64,
     is_dir: bool,
 }
 
-/// The bytes of one file as its syncs left them.
-#[derive(Clone, Debug, Default)]
-struct Durable {
-    bytes: Vec<u8>,
+/// A crash that happened: where its image went, and what it holds (or why it could not be
+/// written).
+#[derive(Clone, Debug)]
+pub(crate) struct Crash {
+    pub(crate) image: PathBuf,
+    pub(crate) outcome: Result<ImageStats, String>,
 }
 
 #[derive(Default)]
 struct State {
-    /// Durable contents by file key.
-    files: HashMap<u64, Durable>,
+    /// Durable contents (the bytes its syncs left) by file key.
+    files: HashMap<u64, Vec<u8>>,
     /// The key of the file each inode number currently belongs to.
     keys: HashMap<u64, u64>,
     next_key: u64,
@@ -120,9 +123,7 @@ struct State {
     ops: u64,
     /// Crash just before this operation (1-based), writing the image here.
     crash_at: Option<(u64, PathBuf)>,
-    crashed: Option<io::Result<ImageStats>>,
-    /// Where the crash image went.
-    image: Option<PathBuf>,
+    crash: Option<Crash>,
     fault: Option<(u64, FaultKind)>,
     faults_injected: u64,
     /// The operations failed by injected faults, described.
@@ -145,8 +146,13 @@ impl Sim {
             rng: seed ^ 0x9e37_79b9_7f4a_7c15,
             ..State::default()
         };
-        record_tree(root, Path::new(""), &mut state)?;
-        state.names = vec![names_of(root, &mut state)?];
+        let names = names_of(root, &mut state)?;
+        for (rel, e) in &names {
+            if let (false, Ok(bytes)) = (e.is_dir, fs::read(root.join(rel))) {
+                state.files.insert(e.key, bytes);
+            }
+        }
+        state.names = vec![names];
         let sim = Arc::new(Sim {
             root: root.to_path_buf(),
             state: Mutex::new(state),
@@ -214,43 +220,24 @@ impl Sim {
         st.fault = Some((at, kind));
     }
 
-    /// The outcome of the armed crash, once it happened.
-    pub(crate) fn crashed(&self) -> Option<Result<ImageStats, String>> {
-        self.lock().crashed.as_ref().map(|r| match r {
-            Ok(stats) => Ok(stats.clone()),
-            Err(e) => Err(e.to_string()),
-        })
-    }
-
-    /// Where the crash image was written, once the crash happened.
-    pub(crate) fn crash_image_dir(&self) -> Option<PathBuf> {
-        self.lock().image.clone()
+    /// The crash, once it happened.
+    pub(crate) fn crashed(&self) -> Option<Crash> {
+        self.lock().crash.clone()
     }
 
     /// Crashes now: writes the image to `image` and turns the machine off. If an armed crash
-    /// already happened (a background thread can reach it at any moment), returns that one:
-    /// the image is then where it went, [`Sim::crash_image_dir`].
-    pub(crate) fn crash_into(&self, image: &Path) -> io::Result<ImageStats> {
+    /// already happened (a background thread can reach it at any moment), returns that one.
+    pub(crate) fn crash_into(&self, image: &Path) -> Crash {
         let mut st = self.lock();
-        if let Some(done) = &st.crashed {
-            return match done {
-                Ok(stats) => Ok(stats.clone()),
-                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-            };
+        match &st.crash {
+            Some(done) => done.clone(),
+            None => st.crash(&self.root, image.to_path_buf()),
         }
-        let stats = write_image(&self.root, image, &mut st);
-        st.image = Some(image.to_path_buf());
-        let copy = match &stats {
-            Ok(s) => Ok(s.clone()),
-            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-        };
-        st.crashed = Some(copy);
-        stats
     }
 
     fn before(&self, op: &'static str, path: &Path) -> io::Result<()> {
         let mut st = self.lock();
-        if st.crashed.is_some() {
+        if st.crash.is_some() {
             return Err(off(op, path));
         }
         st.ops += 1;
@@ -258,9 +245,7 @@ impl Sim {
         if let Some((at, image)) = st.crash_at.clone()
             && at == ops
         {
-            let stats = write_image(&self.root, &image, &mut st);
-            st.crashed = Some(stats);
-            st.image = Some(image);
+            st.crash(&self.root, image);
             return Err(off(op, path));
         }
         if let Some((at, kind)) = st.fault {
@@ -284,7 +269,7 @@ impl Sim {
 
     fn synced(&self, path: &Path, what: Synced) -> io::Result<()> {
         let mut st = self.lock();
-        if st.crashed.is_some() {
+        if st.crash.is_some() {
             // The operation was still running when the machine went off: it never finished.
             return Err(off("finish", path));
         }
@@ -295,26 +280,19 @@ impl Sim {
                 st.names = vec![names_of(&self.root, &mut st)?];
             }
             Synced::Created => {
+                // A new file, whatever its inode number was used for before.
                 let ino = fs::metadata(path)?.ino();
-                let key = st.next_key;
-                st.next_key += 1;
-                st.keys.insert(ino, key);
-                let now = names_of(&self.root, &mut st)?;
-                if st.names.last() != Some(&now) {
-                    st.names.push(now);
-                }
+                st.keys.remove(&ino);
+                st.note_names(&self.root)?;
             }
             Synced::Names => {
-                let now = names_of(&self.root, &mut st)?;
-                if st.names.last() != Some(&now) {
-                    st.names.push(now);
-                }
+                st.note_names(&self.root)?;
             }
             Synced::File => {
                 let file = File::open(path)?;
                 let key = st.key(file.metadata()?.ino());
                 let bytes = fs::read(path)?;
-                st.files.insert(key, Durable { bytes });
+                st.files.insert(key, bytes);
             }
             Synced::Range { offset, len } => {
                 let file = File::open(path)?;
@@ -325,13 +303,13 @@ impl Sim {
                 // A data sync also writes the metadata needed to read the data back: the
                 // length and allocation. What it did not cover reads as zeros, or as
                 // whatever writeback had put there (decided at the crash).
-                durable.bytes.resize(live_len, 0);
+                durable.resize(live_len, 0);
                 let start = usize::try_from(offset).map_err(io::Error::other)?;
                 let end = start
                     .saturating_add(usize::try_from(len).map_err(io::Error::other)?)
                     .min(live_len);
                 if start < end {
-                    file.read_exact_at(&mut durable.bytes[start..end], offset)?;
+                    file.read_exact_at(&mut durable[start..end], offset)?;
                 }
             }
         }
@@ -430,7 +408,7 @@ fn list(dir: &Path) -> io::Result<BTreeMap<OsString, Entry>> {
         out.insert(
             e.file_name(),
             Entry {
-                ino: md.ino(),
+                key: md.ino(),
                 is_dir: md.is_dir(),
             },
         );
@@ -451,6 +429,23 @@ impl State {
         self.next_key += 1;
         self.keys.insert(ino, k);
         k
+    }
+
+    /// The tree's names now, noted as the newest version if they changed.
+    fn note_names(&mut self, root: &Path) -> io::Result<Names> {
+        let now = names_of(root, self)?;
+        if self.names.last() != Some(&now) {
+            self.names.push(now.clone());
+        }
+        Ok(now)
+    }
+
+    /// Crashes: writes the image and turns the machine off.
+    fn crash(&mut self, root: &Path, image: PathBuf) -> Crash {
+        let outcome = write_image(root, &image, self).map_err(|e| e.to_string());
+        let crash = Crash { image, outcome };
+        self.crash = Some(crash.clone());
+        crash
     }
 }
 
@@ -476,25 +471,10 @@ fn names_of(root: &Path, st: &mut State) -> io::Result<Names> {
     walk(root, Path::new(""), &mut out)?;
     for e in out.values_mut() {
         if !e.is_dir {
-            e.ino = st.key(e.ino);
+            e.key = st.key(e.key);
         }
     }
     Ok(out)
-}
-
-/// Records the contents of every file under `root/rel` as durable.
-fn record_tree(root: &Path, rel: &Path, st: &mut State) -> io::Result<()> {
-    let dir = root.join(rel);
-    for (name, e) in list(&dir)? {
-        let path = dir.join(&name);
-        if e.is_dir {
-            record_tree(root, &rel.join(name), st)?;
-        } else if let Ok(bytes) = fs::read(&path) {
-            let key = st.key(e.ino);
-            st.files.insert(key, Durable { bytes });
-        }
-    }
-    Ok(())
 }
 
 /// splitmix64: small, seedable, and the same on every platform.
@@ -528,10 +508,7 @@ fn write_image(root: &Path, image: &Path, st: &mut State) -> io::Result<ImageSta
         _ => Regime::Mixed,
     };
     // Name changes that were never reported (files created in place) are in the live tree.
-    let live = names_of(root, st)?;
-    if st.names.last() != Some(&live) {
-        st.names.push(live.clone());
-    }
+    let live = st.note_names(root)?;
     let version = match regime {
         Regime::SyncedOnly => 0,
         Regime::Everything => st.names.len() - 1,
@@ -545,7 +522,7 @@ fn write_image(root: &Path, image: &Path, st: &mut State) -> io::Result<ImageSta
     let mut live_paths = HashMap::new();
     for (rel, e) in &live {
         if !e.is_dir {
-            live_paths.insert(e.ino, root.join(rel));
+            live_paths.insert(e.key, root.join(rel));
         }
     }
     fs::create_dir(image)?;
@@ -555,7 +532,7 @@ fn write_image(root: &Path, image: &Path, st: &mut State) -> io::Result<ImageSta
         if e.is_dir {
             fs::create_dir(&to)?;
         } else {
-            let bytes = image_file(e.ino, regime, &live_paths, st, &mut stats)?;
+            let bytes = image_file(e.key, regime, &live_paths, st, &mut stats)?;
             fs::write(&to, bytes)?;
             stats.files += 1;
         }
@@ -563,22 +540,18 @@ fn write_image(root: &Path, image: &Path, st: &mut State) -> io::Result<ImageSta
     Ok(stats)
 }
 
-/// The bytes a crash leaves of inode `ino`.
+/// The bytes a crash leaves of the file with key `key`.
 fn image_file(
-    ino: u64,
+    key: u64,
     regime: Regime,
     live_paths: &HashMap<u64, PathBuf>,
     st: &mut State,
     stats: &mut ImageStats,
 ) -> io::Result<Vec<u8>> {
-    let durable = st
-        .files
-        .get(&ino)
-        .map(|d| d.bytes.clone())
-        .unwrap_or_default();
-    let live = match live_paths.get(&ino) {
-        Some(p) => fs::read(p).unwrap_or_else(|_| durable.clone()),
-        None => durable.clone(),
+    let mut durable = st.files.get(&key).cloned().unwrap_or_default();
+    let mut live = match live_paths.get(&key).map(fs::read) {
+        Some(Ok(bytes)) => bytes,
+        _ => durable.clone(),
     };
     let len = if live.len() == durable.len() {
         live.len()
@@ -586,56 +559,41 @@ fn image_file(
         match regime {
             Regime::SyncedOnly => durable.len(),
             Regime::Everything => live.len(),
-            Regime::Mixed => {
-                if coin(&mut st.rng) {
-                    durable.len()
-                } else {
-                    live.len()
-                }
+            Regime::Mixed if coin(&mut st.rng) => durable.len(),
+            Regime::Mixed => live.len(),
+        }
+    };
+    // Past its end, a file reads as zeros.
+    durable.resize(len, 0);
+    live.resize(len, 0);
+    let mut out = durable.clone();
+    for at in (0..len).step_by(PAGE) {
+        let end = (at + PAGE).min(len);
+        if durable[at..end] == live[at..end] {
+            continue;
+        }
+        stats.pages_differing += 1;
+        let pick = match regime {
+            Regime::SyncedOnly => 0,
+            Regime::Everything => 1,
+            Regime::Mixed => next(&mut st.rng) % 3,
+        };
+        match pick {
+            0 => {}
+            1 => {
+                stats.pages_live += 1;
+                out[at..end].copy_from_slice(&live[at..end]);
             }
-        }
-    };
-    let mut out = vec![0u8; len];
-    let page_of = |bytes: &[u8], at: usize, n: usize| -> Vec<u8> {
-        let mut p = vec![0u8; n];
-        if at < bytes.len() {
-            let k = n.min(bytes.len() - at);
-            p[..k].copy_from_slice(&bytes[at..at + k]);
-        }
-        p
-    };
-    let mut at = 0;
-    while at < len {
-        let n = PAGE.min(len - at);
-        let d = page_of(&durable, at, n);
-        let l = page_of(&live, at, n);
-        let page = &mut out[at..at + n];
-        if d == l {
-            page.copy_from_slice(&d);
-        } else {
-            stats.pages_differing += 1;
-            let pick = match regime {
-                Regime::SyncedOnly => 0,
-                Regime::Everything => 1,
-                Regime::Mixed => next(&mut st.rng) % 3,
-            };
-            match pick {
-                0 => page.copy_from_slice(&d),
-                1 => {
-                    stats.pages_live += 1;
-                    page.copy_from_slice(&l);
-                }
-                _ => {
-                    stats.pages_torn += 1;
-                    for s in (0..n).step_by(SECTOR) {
-                        let e = (s + SECTOR).min(n);
-                        let from = if coin(&mut st.rng) { &l } else { &d };
-                        page[s..e].copy_from_slice(&from[s..e]);
+            _ => {
+                stats.pages_torn += 1;
+                for s in (at..end).step_by(SECTOR) {
+                    let e = (s + SECTOR).min(end);
+                    if coin(&mut st.rng) {
+                        out[s..e].copy_from_slice(&live[s..e]);
                     }
                 }
             }
         }
-        at += n;
     }
     Ok(out)
 }
@@ -698,7 +656,7 @@ mod tests {
         let file = fs::OpenOptions::new().write(true).open(&f).unwrap();
         file.write_all_at(&[5u8; 2 * PAGE], 0).unwrap();
         synced_data(&f, 0, PAGE as u64).unwrap();
-        s.crash_into(&dir.path().join("img")).unwrap();
+        s.crash_into(&dir.path().join("img")).outcome.unwrap();
         let got = fs::read(dir.path().join("img/f")).unwrap();
         assert!(
             got[..PAGE].iter().all(|&b| b == 5),
@@ -752,7 +710,7 @@ mod tests {
         assert_eq!(s.faults_injected(), 3);
         s.crash_before(1, &dir.path().join("img"));
         assert!(before("write", &p).is_err());
-        assert!(matches!(s.crashed(), Some(Ok(_))));
+        assert!(matches!(s.crashed(), Some(Crash { outcome: Ok(_), .. })));
         assert!(before("write", &p).is_err());
         // Outside the root nothing is simulated.
         assert!(before("write", dir.path()).is_ok());
