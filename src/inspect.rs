@@ -736,6 +736,13 @@ impl Follower {
         }
     }
 
+    /// Whether segment file `id` is not in the live log (as opposed to there, but blank or
+    /// not yet complete).
+    fn is_missing(&self, id: u64) -> bool {
+        let path = sfs::segment_path(&self.segments_dir, id);
+        std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+    }
+
     /// Whether the live log has a segment file after segment `id`.
     fn goes_on_after(&self, id: u64) -> Result<bool> {
         Ok(self.segment_ids()?.iter().any(|&other| other > id))
@@ -743,19 +750,7 @@ impl Follower {
 
     /// Segment ids in the directory, in order.
     fn segment_ids(&self) -> Result<Vec<u64>> {
-        let dir = &self.segments_dir;
-        let rd = std::fs::read_dir(dir).map_err(|e| Error::io("read dir", dir, e))?;
-        let mut ids = Vec::new();
-        for entry in rd {
-            let entry = entry.map_err(|e| Error::io("read dir", dir, e))?;
-            if let SegmentName::Segment(id) =
-                sfs::parse_segment_name(&entry.file_name().to_string_lossy())
-            {
-                ids.push(id);
-            }
-        }
-        ids.sort_unstable();
-        Ok(ids)
+        segment_ids(&self.segments_dir)
     }
 
     /// The segment holding `from_seq`: the last one with a valid header starting at or before
@@ -823,14 +818,18 @@ impl Follower {
         let followed = open_followed(&self.segments_dir, id)?;
         let followed = match followed {
             // Not a live segment, yet the log goes on after it: compaction archived it (the
-            // archived copy is complete before the live file goes), or it is lost.
-            None if self.goes_on_after(id)? => match self.find_archived(id)? {
-                Some(next) => Some(Ok(next)),
-                None => {
-                    let kind = CorruptionKind::MissingSegment { segment_id: id };
-                    return Err(Error::corrupt(&at_path, at_offset, kind));
+            // archived copy is complete before the live file goes), or it is lost. Not so a
+            // blank file: the spare that a rollover is activating, whose header is written
+            // after the next spare may already have been made.
+            None if self.goes_on_after(id)? && self.is_missing(id) => {
+                match self.find_archived(id)? {
+                    Some(next) => Some(Ok(next)),
+                    None => {
+                        let kind = CorruptionKind::MissingSegment { segment_id: id };
+                        return Err(Error::corrupt(&at_path, at_offset, kind));
+                    }
                 }
-            },
+            }
             other => other,
         };
         match followed {
@@ -851,6 +850,22 @@ impl Follower {
             Some(Ok(next)) => Ok(Some(next)),
         }
     }
+}
+
+/// The ids of the segment files in segment directory `dir`, in order.
+pub(crate) fn segment_ids(dir: &Path) -> Result<Vec<u64>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io("read dir", dir, e))?;
+    let mut ids = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io("read dir", dir, e))?;
+        if let SegmentName::Segment(id) =
+            sfs::parse_segment_name(&entry.file_name().to_string_lossy())
+        {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
 }
 
 /// A failed segment header: the file and what is wrong with it.
@@ -1176,6 +1191,41 @@ mod tests {
             matches!(err, Error::Corrupt { offset, .. } if offset == end),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_blank_next_segment_is_waited_for_even_with_a_spare_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), Options::default().segment_size(4096)).unwrap();
+        let mut next = 0;
+        while log.stats().segments < 2 {
+            log.append(&payload(next)).unwrap();
+            next += 1;
+        }
+        log.append(&payload(next)).unwrap();
+        next += 1;
+        log.close().unwrap();
+        // A rollover caught in the middle: segment 1 still blank, the spare after it made.
+        let segments = dir.path().join(sfs::SEGMENTS_DIR);
+        let (one, two) = (
+            sfs::segment_path(&segments, 1),
+            sfs::segment_path(&segments, 2),
+        );
+        let aside = dir.path().join("one");
+        std::fs::rename(&one, &aside).unwrap();
+        std::fs::write(&one, vec![0u8; 4096]).unwrap();
+        std::fs::write(&two, vec![0u8; 4096]).unwrap();
+        let mut f = Follower::new(dir.path(), 0).unwrap();
+        let first = collect(&mut f);
+        assert!(!first.is_empty());
+        assert!(
+            collect(&mut f).is_empty(),
+            "a blank segment is not a missing one"
+        );
+        std::fs::rename(&aside, &one).unwrap();
+        let rest = collect(&mut f);
+        assert_eq!(first.len() + rest.len(), next as usize);
+        assert_eq!(rest.last().map(|r| r.0), Some(next - 1));
     }
 
     #[test]

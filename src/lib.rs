@@ -47,6 +47,7 @@ pub mod inspect;
 mod log;
 mod options;
 pub mod partitioned;
+pub mod replica;
 mod storage;
 pub(crate) mod sync;
 #[cfg(feature = "testing")]

@@ -5,7 +5,9 @@
 //! rebuild the [`State`] (the live items) from the events: a cache shared through an atomic
 //! pointer swap serves reads at the [`Consistency`] each asks for, snapshots (engine
 //! checkpoints) bound what a cold start or a time-travel query replays, and every answer
-//! says which version it reflects and how old it is.
+//! says which version it reflects and how old it is. Other processes can serve the same
+//! state, time travel and read models read-only while the owner writes
+//! ([`EventStoreReplica`]).
 //!
 //! ```
 //! use mmlog::events::{Consistency, Event, EventStore};
@@ -31,6 +33,7 @@ mod liveness;
 mod migration;
 mod partitioned;
 mod projection;
+mod replica;
 mod state;
 mod store;
 mod table;
@@ -39,5 +42,6 @@ pub use event::{Event, StoredEvent};
 pub use migration::{LockedStore, Migration, MigrationPhase, MigrationStats};
 pub use partitioned::{PartitionedEventStore, PartitionedView};
 pub use projection::{Change, ItemsPerWriter, Projection, ReadModel, RecentChanges};
+pub use replica::EventStoreReplica;
 pub use state::{Item, State};
 pub use store::{Consistency, EventStore, EventStoreOptions, Events, StateView};

@@ -5,6 +5,10 @@
 //! (written under a temporary name, synced, renamed), and the position is also registered as
 //! a log consumer (`model.<name>`), so compaction keeps every event a model has not applied.
 //!
+//! A model on a replica ([`EventStoreReplica::subscribe`](super::EventStoreReplica::subscribe))
+//! writes nothing: it starts from the owner's saved copy of the model of that name, if there
+//! is one, and lives in memory.
+//!
 //! # Model file, version 1
 //!
 //! | offset | size | field | meaning |
@@ -30,7 +34,8 @@ use uuid::Uuid;
 use super::event::{self, Event, StoredEvent};
 use crate::error::{Error, Result};
 use crate::format::crc::{checksum, checksum_append};
-use crate::log::Log;
+use crate::log::{Log, Records};
+use crate::replica::LogReplica;
 use crate::storage::fs as sfs;
 use crate::sync::lock;
 
@@ -109,21 +114,44 @@ impl<P: Projection> ReadModel<P> {
     /// event with `model` as given.
     pub(crate) fn start(log: Arc<Log>, name: &str, mut model: P) -> Result<ReadModel<P>> {
         check_name(name)?;
-        let dir = log.path().join("projections");
+        let dir = log.path().join(PROJECTIONS_DIR);
         sfs::create_dir_all(&dir).map_err(|e| Error::io("create dir", &dir, e))?;
         let path = dir.join(format!("{name}.model"));
-        let position = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let (next_seq, state) = decode_model(&bytes, &path)?;
-                model.restore(state)?;
-                next_seq
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(Error::io("read", &path, e)),
-        };
+        let position = restore_saved(&path, &mut model)?.unwrap_or(0);
         let consumer = consumer_name(name);
         log.register_consumer(&consumer, position)?;
         log.commit_consumer(&consumer, position)?;
+        ReadModel::launch(name, path, model, position, move |s| feed(&log, s))
+    }
+
+    /// Starts model `name` fed from `replica`, in memory: from the owner's saved copy of the
+    /// model of that name, if there is one, else from the first event with `model` as given.
+    /// Writes nothing, and registers no consumer.
+    pub(crate) fn start_on_replica(
+        replica: &LogReplica,
+        name: &str,
+        mut model: P,
+    ) -> Result<ReadModel<P>> {
+        check_name(name)?;
+        let path = replica
+            .path()
+            .join(PROJECTIONS_DIR)
+            .join(format!("{name}.model"));
+        let position = restore_saved(&path, &mut model)?.unwrap_or(0);
+        let reader = replica.read_from(position)?;
+        ReadModel::launch(name, path, model, position, move |s| {
+            follow(reader, s, None)
+        })
+    }
+
+    /// Runs `body` on the model's own thread.
+    fn launch(
+        name: &str,
+        path: PathBuf,
+        model: P,
+        position: u64,
+        body: impl FnOnce(&ModelShared<P>) + Send + 'static,
+    ) -> Result<ReadModel<P>> {
         let shared = Arc::new(ModelShared {
             name: name.to_owned(),
             path,
@@ -136,7 +164,7 @@ impl<P: Projection> ReadModel<P> {
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name(format!("mmlog-model-{name}"))
-            .spawn(move || feed(&log, &s))
+            .spawn(move || body(&s))
             .map_err(|e| Error::io("spawn read model", &shared.path, e))?;
         Ok(ReadModel {
             shared,
@@ -223,6 +251,23 @@ impl<P: Projection> std::fmt::Debug for ReadModel<P> {
     }
 }
 
+/// Name of the directory of saved models inside a log directory.
+const PROJECTIONS_DIR: &str = "projections";
+
+/// Restores `model` from its saved file `path`; returns the position saved with it (`None`:
+/// no saved file).
+fn restore_saved<P: Projection>(path: &Path, model: &mut P) -> Result<Option<u64>> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let (next_seq, state) = decode_model(&bytes, path)?;
+            model.restore(state)?;
+            Ok(Some(next_seq))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("read", path, e)),
+    }
+}
+
 fn consumer_name(model: &str) -> String {
     format!("model.{model}")
 }
@@ -245,21 +290,29 @@ fn check_name(name: &str) -> Result<()> {
 
 /// The feeding thread: catch up from the saved position, then follow the log.
 fn feed<P: Projection>(log: &Log, s: &ModelShared<P>) {
-    let fail = |e: String| {
-        *lock(&s.error) = Some(e);
-        s.applied.1.notify_all();
-    };
-    let mut reader = match log.read_from(s.position.load(Ordering::Acquire)) {
-        Ok(r) => r,
-        Err(e) => return fail(e.to_string()),
-    };
+    match log.read_from(s.position.load(Ordering::Acquire)) {
+        Ok(reader) => follow(reader, s, Some(log)),
+        Err(e) => stopped_by(s, e.to_string()),
+    }
+}
+
+/// Records why model `s` stopped, and wakes whoever waits for it.
+fn stopped_by<P>(s: &ModelShared<P>, e: String) {
+    *lock(&s.error) = Some(e);
+    s.applied.1.notify_all();
+}
+
+/// Feeds the model what `reader` returns until it is stopped; saves its state and position
+/// to `log` now and then and at the end (never without a log).
+fn follow<P: Projection>(mut reader: impl Records, s: &ModelShared<P>, log: Option<&Log>) {
+    let fail = |e: String| stopped_by(s, e);
     let mut saved_at = Instant::now();
     let mut dirty = false;
     loop {
         if s.stop.load(Ordering::Acquire) {
             break;
         }
-        match reader.next() {
+        match reader.next_record() {
             Some(Ok(rec)) => {
                 let ev = match event::decode(rec.seq(), rec.timestamp_ns(), rec.payload()) {
                     Ok(ev) => ev,
@@ -277,7 +330,10 @@ fn feed<P: Projection>(log: &Log, s: &ModelShared<P>) {
                     let _g = lock(&s.applied.0);
                     s.applied.1.notify_all();
                 }
-                if dirty && saved_at.elapsed() >= SAVE_EVERY {
+                if let Some(log) = log
+                    && dirty
+                    && saved_at.elapsed() >= SAVE_EVERY
+                {
                     if let Err(e) = save(log, s) {
                         return fail(e.to_string());
                     }
@@ -288,7 +344,9 @@ fn feed<P: Projection>(log: &Log, s: &ModelShared<P>) {
             }
         }
     }
-    if let Err(e) = save(log, s) {
+    if let Some(log) = log
+        && let Err(e) = save(log, s)
+    {
         fail(e.to_string());
     }
 }

@@ -16,7 +16,7 @@ use super::projection::{Projection, ReadModel};
 use super::state::{Item, State};
 use super::table::TableBuilder;
 use crate::error::{Error, Result};
-use crate::log::{Log, Reader};
+use crate::log::{Checkpoint, Log, Records};
 use crate::options::Options;
 use crate::storage::fs as sfs;
 use crate::sync::lock;
@@ -64,8 +64,8 @@ impl Default for EventStoreOptions {
 /// The state as one read saw it: which version it reflects and how old it is.
 #[derive(Clone, Debug)]
 pub struct StateView {
-    state: Arc<State>,
-    refreshed: Instant,
+    pub(super) state: Arc<State>,
+    pub(super) refreshed: Instant,
 }
 
 impl StateView {
@@ -108,12 +108,12 @@ impl std::ops::Deref for StateView {
 }
 
 /// The cached state and when it was last brought up to date.
-struct Cached {
-    state: Arc<State>,
-    refreshed: Instant,
+pub(super) struct Cached {
+    pub(super) state: Arc<State>,
+    pub(super) refreshed: Instant,
     /// Timestamp of the last event applied (from the snapshot's header when none was applied
     /// since it; 0 for an empty store).
-    last_ts: u64,
+    pub(super) last_ts: u64,
 }
 
 struct Inner {
@@ -124,9 +124,8 @@ struct Inner {
     liveness: Liveness,
     /// Serializes catching up (readers that find the cache fresh never take it).
     catch_up: Mutex<()>,
-    /// The snapshots time travel read last, newest use last: the next query from one of
-    /// them starts from a copy (O(1)) instead of checking its checksum again.
-    snapshots_read: Mutex<Vec<State>>,
+    /// The snapshots time travel read last.
+    snapshots_read: SnapshotsRead,
     /// Version of the last snapshot, and when it was taken.
     last_snapshot: Mutex<(Option<u64>, Instant)>,
     snapshots_taken: AtomicU64,
@@ -182,7 +181,7 @@ impl EventStore {
                 refreshed: Instant::now(),
                 last_ts,
             }),
-            snapshots_read: Mutex::new(Vec::new()),
+            snapshots_read: SnapshotsRead::default(),
             liveness: Liveness::default(),
             catch_up: Mutex::new(()),
             last_snapshot: Mutex::new((snapshot, Instant::now())),
@@ -271,9 +270,7 @@ impl EventStore {
     /// The events from `seq` on, in order, up to the last one committed when the iterator
     /// reaches it.
     pub fn events_from(&self, seq: u64) -> Result<Events> {
-        Ok(Events {
-            reader: self.inner.log.read_from(seq)?,
-        })
+        Ok(Events::of(self.inner.log.read_from(seq)?))
     }
 
     /// The current state, as fresh as `consistency` asks.
@@ -309,7 +306,8 @@ impl EventStore {
             Some(v) if v <= seq => State::clone(&cached.state),
             _ => self
                 .inner
-                .snapshot_state(self.inner.log.checkpoint_at_or_before(seq)?)?,
+                .snapshots_read
+                .state(self.inner.log.checkpoint_at_or_before(seq)?)?,
         };
         let (state, _) = self.inner.replay(base, Until::Seq(seq))?;
         Ok(fresh_view(state))
@@ -324,7 +322,8 @@ impl EventStore {
             Some(_) if cached.last_ts <= ts => State::clone(&cached.state),
             _ => self
                 .inner
-                .snapshot_state(self.inner.log.checkpoint_at_or_before_time(time)?)?,
+                .snapshots_read
+                .state(self.inner.log.checkpoint_at_or_before_time(time)?)?,
         };
         let (state, _) = self.inner.replay(base, Until::Time(ts))?;
         Ok(fresh_view(state))
@@ -468,60 +467,10 @@ impl Inner {
         Ok(view(&fresh))
     }
 
-    /// Applies the events after `state`'s version up to `until`; returns the new state and
-    /// the timestamp of the last event applied. A state that is one table (a snapshot, a
-    /// fold or nothing) takes a long run of events in one pass, as a delta table built at
-    /// its final size; otherwise each event goes into the persistent map.
-    fn replay(&self, mut state: State, until: Until) -> Result<(State, Option<u64>)> {
+    /// Applies the events after `state`'s version up to `until` (see [`replay`]).
+    fn replay(&self, state: State, until: Until) -> Result<(State, Option<u64>)> {
         let from = state.version().map_or(0, |v| v + 1);
-        let wanted = |seq: u64, ts: u64| match until {
-            Until::Seq(end) => seq <= end,
-            Until::Time(t) => ts <= t,
-        };
-        let in_one_pass = state.is_one_table()
-            && match until {
-                Until::Seq(end) => end.saturating_sub(from) >= ONE_PASS_MIN,
-                Until::Time(_) => true,
-            };
-        let mut reader = self.log.read_from(from)?;
-        let last = if in_one_pass {
-            // Room for every event up to a known end (records are dense), bounded so that a
-            // huge range costs no more than growing would.
-            let expected = match until {
-                Until::Seq(end) => end.saturating_sub(from).saturating_add(1).min(1 << 24),
-                Until::Time(_) => 0,
-            };
-            let mut delta = TableBuilder::with_capacity(expected as usize, 0);
-            let last = feed(&mut reader, wanted, |seq, ts, event| match event {
-                EventRef::Written {
-                    writer_id,
-                    item_id,
-                    data,
-                } => {
-                    let item = Item {
-                        data,
-                        writer_id,
-                        seq,
-                        timestamp_ns: ts,
-                    };
-                    delta.push(&item_id, item)
-                }
-                EventRef::Removed { item_id, .. } => {
-                    delta.push_removed(&item_id, seq, ts);
-                    Ok(())
-                }
-            })?;
-            if let Some((seq, _)) = last {
-                state = state.with_delta(delta.finish()?, Some(seq));
-            }
-            last
-        } else {
-            feed(&mut reader, wanted, |seq, ts, event| {
-                state.apply_ref(seq, ts, event);
-                Ok(())
-            })?
-        };
-        Ok((state, last.map(|(_, ts)| ts)))
+        replay(&mut self.log.read_from(from)?, state, until)
     }
 
     /// Publishes `folded`, the cached state of some moment as one table, in place of the
@@ -545,25 +494,6 @@ impl Inner {
             last_ts: cached.last_ts,
         }));
         Ok(())
-    }
-
-    /// The state of snapshot `cp` (an empty state without one), read once per snapshot.
-    fn snapshot_state(&self, cp: Option<crate::log::Checkpoint>) -> Result<State> {
-        let Some(cp) = cp else {
-            return Ok(State::default());
-        };
-        let mut read = lock(&self.snapshots_read);
-        if let Some(at) = read.iter().position(|s| s.version() == Some(cp.seq())) {
-            let state = read.remove(at);
-            read.push(state.clone());
-            return Ok(state);
-        }
-        let state = State::from_snapshot(cp)?;
-        if read.len() == SNAPSHOTS_KEPT_READ {
-            read.remove(0);
-        }
-        read.push(state.clone());
-        Ok(state)
     }
 
     fn snapshot_now(&self) -> Result<Option<u64>> {
@@ -636,15 +566,76 @@ impl Inner {
     }
 }
 
+/// Applies the events `reader` returns, which must start right after `state`'s version, up
+/// to `until`; returns the new state and the timestamp of the last event applied. A state
+/// that is one table (a snapshot, a fold or nothing) takes a long run of events in one pass,
+/// as a delta table built at its final size; otherwise each event goes into the persistent
+/// map.
+pub(super) fn replay(
+    reader: &mut impl Records,
+    mut state: State,
+    until: Until,
+) -> Result<(State, Option<u64>)> {
+    let from = state.version().map_or(0, |v| v + 1);
+    let wanted = |seq: u64, ts: u64| match until {
+        Until::Seq(end) => seq <= end,
+        Until::Time(t) => ts <= t,
+        Until::End => true,
+    };
+    let in_one_pass = state.is_one_table()
+        && match until {
+            Until::Seq(end) => end.saturating_sub(from) >= ONE_PASS_MIN,
+            Until::Time(_) | Until::End => true,
+        };
+    let last = if in_one_pass {
+        // Room for every event up to a known end (records are dense), bounded so that a
+        // huge range costs no more than growing would.
+        let expected = match until {
+            Until::Seq(end) => end.saturating_sub(from).saturating_add(1).min(1 << 24),
+            Until::Time(_) | Until::End => 0,
+        };
+        let mut delta = TableBuilder::with_capacity(expected as usize, 0);
+        let last = feed(reader, wanted, |seq, ts, event| match event {
+            EventRef::Written {
+                writer_id,
+                item_id,
+                data,
+            } => {
+                let item = Item {
+                    data,
+                    writer_id,
+                    seq,
+                    timestamp_ns: ts,
+                };
+                delta.push(&item_id, item)
+            }
+            EventRef::Removed { item_id, .. } => {
+                delta.push_removed(&item_id, seq, ts);
+                Ok(())
+            }
+        })?;
+        if let Some((seq, _)) = last {
+            state = state.with_delta(delta.finish()?, Some(seq));
+        }
+        last
+    } else {
+        feed(reader, wanted, |seq, ts, event| {
+            state.apply_ref(seq, ts, event);
+            Ok(())
+        })?
+    };
+    Ok((state, last.map(|(_, ts)| ts)))
+}
+
 /// Feeds `apply` the events `reader` returns while `wanted(seq, timestamp)` holds; returns
 /// the sequence number and timestamp of the last one fed.
 fn feed(
-    reader: &mut Reader,
+    reader: &mut impl Records,
     wanted: impl Fn(u64, u64) -> bool,
     mut apply: impl FnMut(u64, u64, EventRef<'_>) -> Result<()>,
 ) -> Result<Option<(u64, u64)>> {
     let mut last = None;
-    while let Some(rec) = reader.next() {
+    while let Some(rec) = reader.next_record() {
         let rec = rec?;
         let (seq, ts) = (rec.seq(), rec.timestamp_ns());
         if !wanted(seq, ts) {
@@ -658,22 +649,50 @@ fn feed(
 
 /// Where a replay stops.
 #[derive(Clone, Copy)]
-enum Until {
+pub(super) enum Until {
     /// After this sequence number.
     Seq(u64),
     /// Before the first event stamped after this time (ns since the Unix epoch).
     Time(u64),
+    /// After the last event committed so far.
+    End,
 }
 
-/// Replays at least this long go through a delta table (see `Inner::replay`).
+/// Replays at least this long go through a delta table (see [`replay`]).
 const ONE_PASS_MIN: u64 = 1024;
 /// The background thread folds when more events than this (and than an eighth of the
 /// items) sit on top of the base table.
-const FOLD_MIN: usize = 4096;
+pub(super) const FOLD_MIN: usize = 4096;
 /// Snapshots that time travel keeps read.
 const SNAPSHOTS_KEPT_READ: usize = 4;
 
-fn fresh_view(state: State) -> StateView {
+/// The snapshots time travel read last, newest use last: the next query from one of them
+/// starts from a copy (O(1)) instead of checking its checksum again.
+#[derive(Default)]
+pub(super) struct SnapshotsRead(Mutex<Vec<State>>);
+
+impl SnapshotsRead {
+    /// The state of snapshot `cp` (an empty state without one), read once per snapshot.
+    pub(super) fn state(&self, cp: Option<Checkpoint>) -> Result<State> {
+        let Some(cp) = cp else {
+            return Ok(State::default());
+        };
+        let mut read = lock(&self.0);
+        if let Some(at) = read.iter().position(|s| s.version() == Some(cp.seq())) {
+            let state = read.remove(at);
+            read.push(state.clone());
+            return Ok(state);
+        }
+        let state = State::from_snapshot(cp)?;
+        if read.len() == SNAPSHOTS_KEPT_READ {
+            read.remove(0);
+        }
+        read.push(state.clone());
+        Ok(state)
+    }
+}
+
+pub(super) fn fresh_view(state: State) -> StateView {
     StateView {
         state: Arc::new(state),
         refreshed: Instant::now(),
@@ -717,7 +736,7 @@ impl Need {
     }
 }
 
-fn view(c: &Cached) -> StateView {
+pub(super) fn view(c: &Cached) -> StateView {
     StateView {
         state: Arc::clone(&c.state),
         refreshed: c.refreshed,
@@ -735,16 +754,26 @@ fn load_latest(log: &Log) -> Result<(State, Option<u64>, u64)> {
     }
 }
 
-/// The events of the store from a starting point, decoded (see [`EventStore::events_from`]).
+/// The events of the store from a starting point, decoded (see [`EventStore::events_from`]
+/// and [`EventStoreReplica::events_from`](super::EventStoreReplica::events_from)).
 pub struct Events {
-    reader: Reader,
+    reader: Box<dyn Records + Send>,
+}
+
+impl Events {
+    /// The events `reader` returns.
+    pub(super) fn of(reader: impl Records + Send + 'static) -> Events {
+        Events {
+            reader: Box::new(reader),
+        }
+    }
 }
 
 impl Iterator for Events {
     type Item = Result<StoredEvent>;
 
     fn next(&mut self) -> Option<Result<StoredEvent>> {
-        let rec = match self.reader.next()? {
+        let rec = match self.reader.next_record()? {
             Ok(rec) => rec,
             Err(e) => return Some(Err(e)),
         };

@@ -6,6 +6,10 @@
 //! again, which is what makes handing out `&[u8]` into its read-only mapping sound (the
 //! mapping contract in `storage::mmap`). A file that fails any check is skipped and reported,
 //! never trusted.
+//!
+//! A process that reads a log another process owns (a replica) does not map them: it reads
+//! each one with `pread` into private memory it checks there ([`newest_copied_in`]), so a
+//! read error is an error, never a SIGBUS.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -80,7 +84,8 @@ impl Checkpoint {
     /// The state blob, zero-copy.
     pub fn data(&self) -> &[u8] {
         // SAFETY: a checkpoint file is never written after it gets its final name (module
-        // docs), and `fetch` checked that the mapping holds the whole blob.
+        // docs), nor is a private copy of one after it was filled (`copy_checked`); `fetch`
+        // and `copy_checked` checked that the mapping holds the whole blob.
         unsafe {
             self.map
                 .bytes(CHECKPOINT_HEADER_LEN as u64, self.info.data_len)
@@ -357,6 +362,11 @@ pub(crate) fn list_dir(
 /// Reads and checks the header of a checkpoint file (not its blob).
 fn check_header(path: &Path) -> Result<checkpoint::CheckpointHeader> {
     let file = File::open(path).map_err(|e| Error::io("open checkpoint", path, e))?;
+    check_header_of(&file, path)
+}
+
+/// [`check_header`] of checkpoint file `path`, open as `file`.
+fn check_header_of(file: &File, path: &Path) -> Result<checkpoint::CheckpointHeader> {
     let mut buf = [0u8; CHECKPOINT_HEADER_LEN];
     let len = file
         .metadata()
@@ -368,9 +378,9 @@ fn check_header(path: &Path) -> Result<checkpoint::CheckpointHeader> {
         };
         return Err(Error::corrupt(path, len, kind));
     }
-    sfs::read_at(&file, path, 0, &mut buf)?;
+    sfs::read_at(file, path, 0, &mut buf)?;
     let h = checkpoint::decode_header(&buf).map_err(|k| Error::corrupt(path, 0, k))?;
-    if len != CHECKPOINT_HEADER_LEN as u64 + h.blob_len {
+    if (CHECKPOINT_HEADER_LEN as u64).checked_add(h.blob_len) != Some(len) {
         let kind = CorruptionKind::Truncated {
             what: "checkpoint blob",
         };
@@ -386,12 +396,18 @@ fn header_info(seq: u64, path: &Path) -> std::result::Result<CheckpointInfo, Ski
         error,
     };
     let h = check_header(path).map_err(skip)?;
+    info_of(seq, path, &h).map_err(skip)
+}
+
+/// What checked header `h` of checkpoint file `path` (named for `seq`) says, once its
+/// `next_seq` is found to match the name.
+fn info_of(seq: u64, path: &Path, h: &checkpoint::CheckpointHeader) -> Result<CheckpointInfo> {
     if h.next_seq != seq.wrapping_add(1) {
         let kind = CorruptionKind::BadHeaderField {
             field: "next_seq (does not match the file name)",
             value: h.next_seq,
         };
-        return Err(skip(Error::corrupt(path, 16, kind)));
+        return Err(Error::corrupt(path, 16, kind));
     }
     Ok(CheckpointInfo {
         seq,
@@ -422,6 +438,84 @@ fn fetch(seq: u64, path: &Path) -> std::result::Result<Checkpoint, SkippedCheckp
         ))
     })?;
     checkpoint::decode(whole).map_err(|k| skip(Error::corrupt(path, 0, k)))?;
+    Ok(Checkpoint {
+        info,
+        map: Arc::new(map),
+        skipped: Vec::new(),
+    })
+}
+
+/// The newest valid checkpoint of the log in `log_dir` covering no record after `max_seq`
+/// whose header satisfies `wanted`, for a process that reads a log another process owns:
+/// like [`CheckpointStore::newest`], but each file is read with `pread` into private memory
+/// and checked there, never mapped (a read error is an error, not a SIGBUS), and a file that
+/// disappears while it is looked at (the owner pruned it) is passed over. Damaged files
+/// passed over on the way are reported in [`Checkpoint::skipped`].
+pub(crate) fn newest_copied_in(
+    log_dir: &Path,
+    max_seq: u64,
+    wanted: impl Fn(&CheckpointInfo) -> bool,
+) -> Result<Option<Checkpoint>> {
+    let dir = log_dir.join(CHECKPOINTS_DIR);
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut skipped = Vec::new();
+    for (seq, path) in files(&dir, SUFFIX)?.into_iter().rev() {
+        if seq > max_seq {
+            continue;
+        }
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                let error = Error::io("open checkpoint", &path, e);
+                skipped.push(SkippedCheckpoint { path, error });
+                continue;
+            }
+        };
+        let info = match check_header_of(&file, &path).and_then(|h| info_of(seq, &path, &h)) {
+            Ok(info) if wanted(&info) => info,
+            Ok(_) => continue,
+            Err(error) => {
+                skipped.push(SkippedCheckpoint { path, error });
+                continue;
+            }
+        };
+        match copy_checked(&file, info) {
+            Ok(mut cp) => {
+                cp.skipped = skipped;
+                return Ok(Some(cp));
+            }
+            Err(s) => skipped.push(s),
+        }
+    }
+    Ok(None)
+}
+
+/// Reads checkpoint file `file` (whose header said `info`) whole with `pread` into a private
+/// anonymous mapping and checks it there.
+fn copy_checked(
+    file: &File,
+    info: CheckpointInfo,
+) -> std::result::Result<Checkpoint, SkippedCheckpoint> {
+    let skip = |error| SkippedCheckpoint {
+        path: info.path.clone(),
+        error,
+    };
+    let path = info.path.as_path();
+    let len = CHECKPOINT_HEADER_LEN as u64 + info.data_len;
+    let map = Mapping::anonymous(len).map_err(|e| skip(Error::io("mmap", path, e)))?;
+    {
+        // SAFETY: the mapping was made just now and nothing else has it until this function
+        // returns it: no other reference to its bytes exists while this one is written.
+        let Some(whole) = (unsafe { map.bytes_mut(0, len) }) else {
+            let kind = CorruptionKind::Truncated { what: "checkpoint" };
+            return Err(skip(Error::corrupt(path, 0, kind)));
+        };
+        sfs::read_at(file, path, 0, whole).map_err(skip)?;
+        checkpoint::decode(whole).map_err(|k| skip(Error::corrupt(path, 0, k)))?;
+    }
     Ok(Checkpoint {
         info,
         map: Arc::new(map),

@@ -33,6 +33,7 @@ pub use archive::{ArchiveCheck, ArchivedSegment, DamagedArchiveFile};
 pub use checkpoints::{Checkpoint, CheckpointInfo, SkippedCheckpoint};
 pub use compaction::{CompactionReport, HeldBy};
 pub use consumers::CONSUMER_NAME_MAX;
+pub(crate) use reader::Records;
 pub use reader::{Reader, Record};
 pub use recovery::{RecoveryReport, Truncation};
 pub use reservation::Reservation;

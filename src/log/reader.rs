@@ -40,6 +40,42 @@ impl<'a> Record<'a> {
     pub fn payload(&self) -> &'a [u8] {
         self.payload
     }
+
+    /// A record of `payload` (read from a log by other means than a [`Reader`]: a replica's
+    /// copy of a frame, say).
+    pub(crate) fn new(seq: u64, timestamp_ns: u64, payload: &'a [u8]) -> Record<'a> {
+        Record {
+            seq,
+            timestamp_ns,
+            payload,
+        }
+    }
+}
+
+/// Committed records in sequence order, as a [`Reader`] returns them: what the event store's
+/// replays and read models run on, whether they read the log in process or through a
+/// replica (`crate::replica::ReplicaReader`).
+pub(crate) trait Records {
+    /// The next committed record, `None` if there is none yet (see [`Reader::next`]).
+    fn next_record(&mut self) -> Option<Result<Record<'_>>>;
+    /// The sequence number of the next record (see [`Reader::next_seq`]).
+    fn next_seq(&self) -> u64;
+    /// Waits up to `timeout` for more (see [`Reader::wait`]).
+    fn wait(&mut self, timeout: Duration) -> bool;
+}
+
+impl Records for Reader {
+    fn next_record(&mut self) -> Option<Result<Record<'_>>> {
+        self.next()
+    }
+
+    fn next_seq(&self) -> u64 {
+        Reader::next_seq(self)
+    }
+
+    fn wait(&mut self, timeout: Duration) -> bool {
+        Reader::wait(self, timeout)
+    }
 }
 
 /// Which records a freshly positioned reader passes over before its first one.

@@ -9,5 +9,6 @@ mod exhaustive;
 mod fs_faults;
 mod model;
 mod partitioned;
+mod replica;
 mod soak;
 mod support;
