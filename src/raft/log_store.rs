@@ -105,10 +105,14 @@ where
 {
     /// Opens (or creates) the Raft log in `dir` and replays it.
     pub fn open(dir: impl AsRef<Path>) -> crate::Result<LogStore<C>> {
-        let log = Arc::new(Log::open(
-            dir,
-            Options::default().durability(Durability::Buffered),
-        )?);
+        LogStore::open_with(dir, Options::default())
+    }
+
+    /// [`LogStore::open`] with `options` for the log (segment size, archive mode). Its
+    /// durability is always [`Durability::Buffered`]: the store syncs when openraft needs
+    /// it (appends before they are acknowledged, the vote before it returns).
+    pub fn open_with(dir: impl AsRef<Path>, options: Options) -> crate::Result<LogStore<C>> {
+        let log = Arc::new(Log::open(dir, options.durability(Durability::Buffered))?);
         let index = replay::<C>(&log)?;
         let (tx, rx) = mpsc::channel::<LogFlushed<C>>();
         let flusher = Arc::downgrade(&log);
