@@ -33,8 +33,8 @@ impl StoreBuilder<TypeConfig, LogStore<TypeConfig>, EventStateMachine, tempfile:
 }
 
 #[test]
-fn openraft_storage_suite() -> Result<(), StorageError<u64>> {
-    Suite::test_all(Builder)
+fn openraft_storage_suite() -> Result<(), Box<StorageError<u64>>> {
+    Suite::test_all(Builder).map_err(Box::new)
 }
 
 #[path = "../examples/raft_cluster.rs"]
@@ -103,7 +103,7 @@ mod storage {
     /// The state machine's request for entry `index`: a write, or every fifth entry the
     /// removal of the item two before it.
     fn sm_entry(index: u64) -> Entry<TypeConfig> {
-        let request = if index % 5 == 0 {
+        let request = if index.is_multiple_of(5) {
             Request::Remove {
                 writer_id: 1,
                 item_id: Uuid::from_u128(u128::from(index - 2)),
@@ -124,7 +124,7 @@ mod storage {
     fn expected_after(last: u64) -> BTreeMap<Uuid, String> {
         let mut state = BTreeMap::new();
         for i in 1..=last {
-            if i % 5 == 0 {
+            if i.is_multiple_of(5) {
                 state.remove(&Uuid::from_u128(u128::from(i - 2)));
             } else {
                 state.insert(Uuid::from_u128(u128::from(i)), format!("item {i}"));

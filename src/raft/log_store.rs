@@ -273,7 +273,7 @@ where
 /// Sets `slot` to `new` unless `new` is older: the vote, the committed id and the purge
 /// point only move forward, so a record replayed after a newer checkpoint changes nothing.
 fn forward<T: PartialOrd>(slot: &mut Option<T>, new: Option<T>) {
-    if new.is_some() && !(new < *slot) {
+    if new.is_some() && new.partial_cmp(slot) != Some(std::cmp::Ordering::Less) {
         *slot = new;
     }
 }

@@ -166,6 +166,8 @@ impl Peer {
         RPCError::Unreachable(Unreachable::new(e))
     }
 
+    // openraft's own error type, returned as openraft's network trait asks.
+    #[allow(clippy::result_large_err)]
     fn remote<T, E: std::error::Error>(
         &self,
         result: Result<T, RaftError<NodeId, E>>,

@@ -17,7 +17,7 @@ use crate::events::EventStore;
 /// A running node: its storage in one directory, its Raft, and its server on one address.
 ///
 /// ```
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # fn main() -> Result<(), mmlog::raft::StartError> {
 /// # let dir = tempfile::tempdir()?;
 /// use mmlog::raft::{Node, Request};
 /// use mmlog::events::Consistency;
@@ -34,7 +34,7 @@ use crate::events::EventStore;
 ///         .await?;
 ///     assert_eq!(node.events().read(Consistency::Strong)?.data(&id), Some("x"));
 ///     node.stop().await;
-///     Ok::<_, Box<dyn std::error::Error>>(())
+///     Ok::<_, mmlog::raft::StartError>(())
 /// })?;
 /// # Ok(()) }
 /// ```
