@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What one run measured.
 #[derive(Debug)]
@@ -50,7 +50,7 @@ pub struct Report {
 }
 
 /// The state every acknowledged write says the store must have: item → data.
-type Expected = BTreeMap<Uuid, String>;
+pub type Expected = BTreeMap<Uuid, String>;
 
 async fn start_node(id: NodeId, root: &Path, addr: &str) -> Result<Node, BoxError> {
     let listener = TcpListener::bind(addr).await?;
@@ -82,7 +82,7 @@ async fn wait_for_leader(
 
 /// `count` writes by `clients` concurrent clients; every 8th write after the first few
 /// removes an item the same client wrote earlier if `removals`. Returns the latencies.
-async fn write_many(
+pub async fn write_many(
     addrs: &[(NodeId, String)],
     clients: usize,
     count: usize,
@@ -150,7 +150,7 @@ fn check(nodes: &BTreeMap<NodeId, Node>, expected: &Expected) -> Result<(), BoxE
     Ok(())
 }
 
-fn check_state(
+pub fn check_state(
     id: NodeId,
     state: &mmlog::events::State,
     expected: &Expected,

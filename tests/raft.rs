@@ -331,3 +331,170 @@ mod storage {
         })
     }
 }
+
+/// The cluster again, each node its own process, and the leader killed with SIGKILL.
+mod processes {
+    use std::fs::File;
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    use mmlog::events::Consistency;
+    use mmlog::raft::network::Client;
+    use mmlog::raft::{Node, NodeId};
+
+    use super::cluster::{BoxError, Expected, check_state, write_many};
+
+    const TEST: &str = "processes::a_leader_killed_with_sigkill_loses_no_acknowledged_write";
+    /// Set in a child: `id;directory;address of node 1,2,3`.
+    const NODE_ENV: &str = "MMLOG_RAFT_TEST_NODE";
+
+    /// In a child: runs node `id` until killed. Node 1 initializes the cluster (a node that
+    /// already is in one refuses, which is fine on a restart).
+    fn run_node_if_child() {
+        let Ok(spec) = std::env::var(NODE_ENV) else {
+            return;
+        };
+        let run = || -> Result<(), BoxError> {
+            let mut parts = spec.split(';');
+            let id: NodeId = parts.next().ok_or("no id")?.parse()?;
+            let dir = parts.next().ok_or("no directory")?.to_owned();
+            let addrs: Vec<(NodeId, String)> = (1..).zip(parts.map(str::to_owned)).collect();
+            let addr = addrs
+                .iter()
+                .find(|(i, _)| *i == id)
+                .map(|(_, a)| a.clone())
+                .ok_or("no address")?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(&addr).await?;
+                let node = Node::start(id, &dir, listener, Node::fast_failover_config()?).await?;
+                if id == 1 {
+                    let _ = node.initialize_cluster(&addrs).await;
+                }
+                loop {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+            })
+        };
+        if let Err(e) = run() {
+            eprintln!("node failed: {e}");
+            std::process::exit(2);
+        }
+    }
+
+    fn spawn(id: NodeId, root: &Path, addrs: &[(NodeId, String)]) -> Result<Child, BoxError> {
+        let dir = root.join(format!("node-{id}"));
+        let list: Vec<&str> = addrs.iter().map(|(_, a)| a.as_str()).collect();
+        let spec = format!("{id};{};{}", dir.display(), list.join(";"));
+        let stderr = File::create(root.join(format!("node-{id}.stderr")))?;
+        Ok(Command::new(std::env::current_exe()?)
+            .args([TEST, "--exact", "--nocapture"])
+            .env(NODE_ENV, spec)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()?)
+    }
+
+    async fn wait_until(
+        client: &mut Client,
+        ids: &[NodeId],
+        what: &str,
+        mut done: impl FnMut(&[mmlog::raft::network::Status]) -> bool,
+    ) -> Result<Vec<mmlog::raft::network::Status>, BoxError> {
+        let start = tokio::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            let mut all = Vec::new();
+            for &id in ids {
+                if let Ok(s) = client.status(id).await {
+                    all.push(s);
+                }
+            }
+            if all.len() == ids.len() && done(&all) {
+                return Ok(all);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(format!("timed out waiting until {what}").into())
+    }
+
+    #[test]
+    fn a_leader_killed_with_sigkill_loses_no_acknowledged_write() -> Result<(), BoxError> {
+        run_node_if_child();
+        let root = tempfile::tempdir()?;
+        let mut addrs = Vec::new();
+        for id in 1..=3u64 {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            addrs.push((id, listener.local_addr()?.to_string()));
+        }
+        let mut children: Vec<Option<Child>> = Vec::new();
+        for id in 1..=3u64 {
+            children.push(Some(spawn(id, root.path(), &addrs)?));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let outcome = rt.block_on(async {
+            let ids = [1, 2, 3];
+            let mut client = Client::new(addrs.clone(), Duration::from_millis(500));
+            wait_until(&mut client, &ids, "a leader is elected", |s| {
+                s.iter().all(|s| s.leader.is_some())
+            })
+            .await?;
+            let mut expected = Expected::new();
+            write_many(&addrs, 4, 300, false, &mut expected).await?;
+
+            let status = wait_until(&mut client, &ids, "the leader is known", |s| {
+                s.iter().any(|s| s.leader.is_some())
+            })
+            .await?;
+            let leader = status.iter().find_map(|s| s.leader).ok_or("no leader")?;
+            let slot = usize::try_from(leader - 1)?;
+            if let Some(mut child) = children[slot].take() {
+                child.kill()?; // SIGKILL
+                child.wait()?;
+            }
+            // More than a snapshot's worth after the kill, with removals.
+            write_many(&addrs, 4, 1500, true, &mut expected).await?;
+            children[slot] = Some(spawn(leader, root.path(), &addrs)?);
+            wait_until(&mut client, &ids, "every node applied everything", |s| {
+                let top = s.iter().filter_map(|s| s.last_applied).max();
+                let leaders: Vec<_> = s.iter().map(|s| s.leader).collect();
+                leaders.iter().all(|l| l.is_some() && *l == leaders[0])
+                    && s.iter().all(|s| s.last_applied == top && s.last_log <= top)
+            })
+            .await?;
+            Ok::<_, BoxError>((leader, expected))
+        });
+        // Whatever happened, no node outlives the test.
+        for child in children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let (killed, expected) = outcome.map_err(|e| {
+            let logs: String = (1..=3)
+                .map(|i| {
+                    let p = root.path().join(format!("node-{i}.stderr"));
+                    format!(
+                        "node {i}: {}\n",
+                        std::fs::read_to_string(p).unwrap_or_default()
+                    )
+                })
+                .collect();
+            format!("{e}\n{logs}")
+        })?;
+        assert!(expected.len() > 1000, "writes were acknowledged");
+        // Every node, itself killed with SIGKILL at the end, holds exactly the
+        // acknowledged state in its own storage.
+        for id in 1..=3u64 {
+            let (_, sm) = mmlog::raft::open(root.path().join(format!("node-{id}")))?;
+            let view = sm.event_store().read(Consistency::Strong)?;
+            check_state(id, view.state(), &expected)
+                .map_err(|e| format!("{e} (node {killed} was the killed leader)"))?;
+        }
+        Ok(())
+    }
+}

@@ -43,6 +43,21 @@ pub enum Call {
     Vote(VoteRequest<NodeId>),
     /// A client's write, for the leader.
     ClientWrite(Request),
+    /// Where the node is: for clients, monitoring and tests.
+    Status,
+}
+
+/// A node's answer to [`Call::Status`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The node.
+    pub id: NodeId,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// The index of the last entry it applied to its event store.
+    pub last_applied: Option<u64>,
+    /// The index of the last entry in its log.
+    pub last_log: Option<u64>,
 }
 
 /// The answer to a [`Call`], of the same variant.
@@ -63,6 +78,8 @@ pub enum Reply {
             RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
         >,
     ),
+    /// To [`Call::Status`].
+    Status(Status),
 }
 
 async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> io::Result<()> {
@@ -256,6 +273,15 @@ async fn answer(raft: Raft<TypeConfig>, mut stream: TcpStream) -> io::Result<()>
             Call::InstallSnapshot(rpc) => Reply::InstallSnapshot(raft.install_snapshot(rpc).await),
             Call::Vote(rpc) => Reply::Vote(raft.vote(rpc).await),
             Call::ClientWrite(request) => Reply::ClientWrite(raft.client_write(request).await),
+            Call::Status => {
+                let m = raft.metrics().borrow().clone();
+                Reply::Status(Status {
+                    id: m.id,
+                    leader: m.current_leader,
+                    last_applied: m.last_applied.map(|id| id.index),
+                    last_log: m.last_log_index,
+                })
+            }
         };
         write_frame(&mut stream, &reply).await?;
     }
@@ -305,6 +331,18 @@ impl Client {
     /// The node the client believes leads.
     pub fn leader(&self) -> Option<NodeId> {
         self.leader
+    }
+
+    /// Asks node `id` where it is.
+    pub async fn status(&mut self, id: NodeId) -> io::Result<Status> {
+        let connection = self
+            .nodes
+            .get_mut(&id)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no node {id}")))?;
+        match connection.call(&Call::Status, self.timeout).await? {
+            Reply::Status(status) => Ok(status),
+            _ => Err(io::Error::other("a reply to another call")),
+        }
     }
 
     /// Writes `request` through the leader, trying until `deadline` passes. Returns once
