@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+/// Any error, across tasks.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What one run measured.
@@ -150,6 +151,7 @@ fn check(nodes: &BTreeMap<NodeId, Node>, expected: &Expected) -> Result<(), BoxE
     Ok(())
 }
 
+/// Node `id`'s `state` must be exactly `expected`.
 pub fn check_state(
     id: NodeId,
     state: &mmlog::events::State,
