@@ -47,6 +47,8 @@ pub mod inspect;
 mod log;
 mod options;
 pub mod partitioned;
+#[cfg(feature = "raft")]
+pub mod raft;
 pub mod replica;
 mod storage;
 pub(crate) mod sync;

@@ -1,0 +1,466 @@
+//! openraft's `RaftStateMachine` for the event store.
+//!
+//! Layout of a state machine directory:
+//!
+//! - `events/`: the [`EventStore`]. Every applied [`Request`] is one event. Its checkpoints
+//!   are the Raft snapshots (the store takes no snapshots of its own), so a snapshot's data
+//!   is exactly an event-store snapshot blob (see `events::table`).
+//! - `marks/`: an mmlog log of progress marks.
+//!
+//! # Mark records, version 1
+//!
+//! One byte of kind, then the postcard encoding (serde) of openraft 0.9 values:
+//!
+//! | kind | body | meaning |
+//! |-----:|------|---------|
+//! | 1 | `Option<LogId>`, `StoredMembership`, `u64` | applied through this log id, with this membership; the next event will be this sequence number |
+//! | 2 | `SnapshotMeta`, `Option<u64>` | the current snapshot: its metadata, and the event-store checkpoint holding its data (`None`: the empty state) |
+//!
+//! # Applying exactly once
+//!
+//! A mark is written (after the event store is synced) every [`MARK_EVERY`] entries, with
+//! each snapshot and when the state machine is dropped. After a crash openraft applies the
+//! entries after the last mark again; the events they produced before the crash are already
+//! in the store (a prefix of what applying again produces, since applying is deterministic),
+//! so they are checked against the store and skipped instead of appended twice.
+
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{
+    Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder, StorageError,
+    StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{NodeId, Request, Response, TypeConfig, storage_error};
+use crate::events::{Consistency, Event, EventStore, EventStoreOptions, State};
+use crate::{Durability, Log, Options};
+use openraft::BasicNode;
+
+/// Applied entries between two progress marks.
+pub const MARK_EVERY: u64 = 1024;
+
+const APPLIED: u8 = 1;
+const SNAPSHOT: u8 = 2;
+
+type Membership = StoredMembership<NodeId, BasicNode>;
+type Meta = SnapshotMeta<NodeId, BasicNode>;
+type SmResult<T> = Result<T, StorageError<NodeId>>;
+
+/// openraft's state machine for the event store: each applied [`Request`] becomes an event
+/// of an [`EventStore`], and each snapshot is one of its checkpoints.
+///
+/// Read the replicated state through [`EventStateMachine::event_store`]; only Raft writes
+/// to that store. Cloning is cheap and shares the state machine.
+#[derive(Clone)]
+pub struct EventStateMachine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    events: Arc<EventStore>,
+    marks: Log,
+    progress: Mutex<Progress>,
+}
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct Applied {
+    last_applied: Option<LogId<NodeId>>,
+    membership: Membership,
+    next_event: u64,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct SnapshotMark {
+    meta: Meta,
+    event_version: Option<u64>,
+}
+
+#[derive(Default)]
+struct Progress {
+    applied: Applied,
+    since_mark: u64,
+    snapshot: Option<SnapshotMark>,
+}
+
+fn sm_err(verb: ErrorVerb) -> impl Fn(crate::Error) -> StorageError<NodeId> {
+    move |e| storage_error(ErrorSubject::StateMachine, verb, e)
+}
+
+fn encode<T: Serialize>(kind: u8, value: &T) -> crate::Result<Vec<u8>> {
+    let mut out = vec![kind];
+    let body = postcard::to_allocvec(value)
+        .map_err(|e| crate::Error::invalid(format!("raft mark does not encode: {e}")))?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+fn bad(seq: u64, reason: impl std::fmt::Display) -> crate::Error {
+    crate::Error::BadEvent {
+        seq,
+        reason: format!("raft state machine: {reason}"),
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(seq: u64, body: &[u8]) -> crate::Result<T> {
+    postcard::from_bytes(body).map_err(|e| bad(seq, e))
+}
+
+/// The event a request becomes.
+fn event_of(request: Request) -> Event {
+    match request {
+        Request::Write {
+            writer_id,
+            item_id,
+            data,
+        } => Event::DataWritten {
+            writer_id,
+            item_id,
+            data,
+        },
+        Request::Remove { writer_id, item_id } => Event::DataRemoved { writer_id, item_id },
+    }
+}
+
+/// The snapshot blob of `state`.
+fn blob_of(state: &State) -> crate::Result<Vec<u8>> {
+    let folded = state.fold()?;
+    folded
+        .snapshot_bytes()
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| crate::Error::invalid("a folded state is one table"))
+}
+
+impl EventStateMachine {
+    /// Opens (or creates) the state machine in `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> crate::Result<EventStateMachine> {
+        let dir = dir.as_ref();
+        let buffered = Options::default().durability(Durability::Buffered);
+        let events = EventStore::open_with(
+            dir.join("events"),
+            buffered.clone().keep_checkpoints(2),
+            EventStoreOptions {
+                snapshot_every_events: 0,
+                snapshot_every: None,
+                ..EventStoreOptions::default()
+            },
+        )?;
+        let marks = Log::open(dir.join("marks"), buffered)?;
+        let mut progress = Progress::default();
+        let (_, mut reader) = marks.read_from_checkpoint()?;
+        while let Some(record) = reader.next() {
+            let record = record?;
+            let seq = record.seq();
+            match record.payload().split_first() {
+                Some((&APPLIED, body)) => {
+                    let mark: Applied = decode(seq, body)?;
+                    if mark.last_applied >= progress.applied.last_applied {
+                        progress.applied = mark;
+                    }
+                }
+                Some((&SNAPSHOT, body)) => progress.snapshot = Some(decode(seq, body)?),
+                _ => return Err(bad(seq, "unknown mark")),
+            }
+        }
+        let in_store = events.latest_sequence().map_or(0, |l| l + 1);
+        if in_store < progress.applied.next_event {
+            return Err(bad(
+                in_store,
+                format!(
+                    "the event store ends before event {}, which a durable mark says was applied",
+                    progress.applied.next_event
+                ),
+            ));
+        }
+        Ok(EventStateMachine {
+            inner: Arc::new(Inner {
+                events: Arc::new(events),
+                marks,
+                progress: Mutex::new(progress),
+            }),
+        })
+    }
+
+    /// The event store that holds the replicated state: read it (state, time travel, read
+    /// models), but leave writing to Raft.
+    pub fn event_store(&self) -> Arc<EventStore> {
+        Arc::clone(&self.inner.events)
+    }
+
+    fn progress(&self) -> MutexGuard<'_, Progress> {
+        self.inner.progress()
+    }
+
+    /// Appends `event` as event `next`, or checks that the store already holds it there
+    /// (an entry applied again after a crash). Returns its sequence number.
+    fn produce(&self, next: u64, event: &Event) -> crate::Result<u64> {
+        let events = &self.inner.events;
+        let in_store = events.latest_sequence().map_or(0, |l| l + 1);
+        if next < in_store {
+            let mut held = events.events_from(next)?;
+            return match held.next() {
+                Some(Ok(stored)) if stored.seq() == next && stored.event() == event => Ok(next),
+                Some(Err(e)) => Err(e),
+                _ => Err(bad(
+                    next,
+                    "applying an entry again produced a different event than the store holds",
+                )),
+            };
+        }
+        events.append(event)
+    }
+}
+
+impl Inner {
+    fn progress(&self) -> MutexGuard<'_, Progress> {
+        self.progress
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes the events durable, then notes how far the state machine got.
+    fn write_mark(&self, applied: &Applied) -> crate::Result<()> {
+        self.events.log().sync()?;
+        self.marks.append(&encode(APPLIED, applied)?)?;
+        Ok(())
+    }
+
+    /// Records `snapshot` as the current one, with a mark at least as far as it, and lets
+    /// compaction drop the marks before them.
+    fn write_snapshot(&self, snapshot: &SnapshotMark, applied: &Applied) -> crate::Result<()> {
+        self.events.log().sync()?;
+        let seq = self.marks.append(&encode(SNAPSHOT, snapshot)?)?;
+        self.marks.append(&encode(APPLIED, applied)?)?;
+        self.marks.sync()?;
+        if let Some(before) = seq.checked_sub(1) {
+            self.marks.checkpoint(before, b"")?;
+            self.marks.compact()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let progress = self.progress();
+        if progress.since_mark > 0 {
+            let applied = progress.applied.clone();
+            drop(progress);
+            // Best effort: without it the entries since the last mark are applied again
+            // (and found already in the store) at the next open.
+            let _ = self.write_mark(&applied);
+        }
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for EventStateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> SmResult<(Option<LogId<NodeId>>, Membership)> {
+        let progress = self.progress();
+        Ok((
+            progress.applied.last_applied,
+            progress.applied.membership.clone(),
+        ))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> SmResult<Vec<Response>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut responses = Vec::new();
+        let mut progress = self.inner.progress();
+        for entry in entries {
+            let log_id = entry.log_id;
+            let mut response = Response::default();
+            match entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(request) => {
+                    let next = progress.applied.next_event;
+                    let seq = self.produce(next, &event_of(request)).map_err(|e| {
+                        storage_error(ErrorSubject::Apply(log_id), ErrorVerb::Write, e)
+                    })?;
+                    progress.applied.next_event = seq + 1;
+                    response.event_seq = Some(seq);
+                }
+                EntryPayload::Membership(membership) => {
+                    progress.applied.membership = StoredMembership::new(Some(log_id), membership);
+                }
+            }
+            progress.applied.last_applied = Some(log_id);
+            progress.since_mark += 1;
+            responses.push(response);
+        }
+        if progress.since_mark >= MARK_EVERY {
+            self.inner
+                .write_mark(&progress.applied)
+                .map_err(sm_err(ErrorVerb::Write))?;
+            progress.since_mark = 0;
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        let applied = self.progress().applied.clone();
+        SnapshotBuilder {
+            sm: self.clone(),
+            applied,
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> SmResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> SmResult<()> {
+        let err = |e| {
+            storage_error(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Write,
+                e,
+            )
+        };
+        let target = State::from_snapshot_blob(snapshot.into_inner(), 0).map_err(err)?;
+        let events = &self.inner.events;
+        // The store's newest state, including events of entries not applied again yet:
+        // the snapshot supersedes them too.
+        let current = events.read(Consistency::Strong).map_err(err)?;
+        let mut changes = Vec::new();
+        for (id, item) in current.state().items() {
+            if target.get(&id).is_none() {
+                changes.push(Event::DataRemoved {
+                    writer_id: item.writer_id,
+                    item_id: id,
+                });
+            }
+        }
+        for (id, item) in target.items() {
+            let same = current
+                .state()
+                .get(&id)
+                .is_some_and(|now| now.data == item.data && now.writer_id == item.writer_id);
+            if !same {
+                changes.push(Event::DataWritten {
+                    writer_id: item.writer_id,
+                    item_id: id,
+                    data: item.data.to_owned(),
+                });
+            }
+        }
+        for change in &changes {
+            events.append(change).map_err(err)?;
+        }
+        let event_version = events.snapshot().map_err(err)?;
+        let applied = Applied {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+            next_event: event_version.map_or(0, |v| v + 1),
+        };
+        let mark = SnapshotMark {
+            meta: meta.clone(),
+            event_version,
+        };
+        self.inner.write_snapshot(&mark, &applied).map_err(err)?;
+        let mut progress = self.progress();
+        progress.applied = applied;
+        progress.since_mark = 0;
+        progress.snapshot = Some(mark);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> SmResult<Option<Snapshot<TypeConfig>>> {
+        let Some(mark) = self.progress().snapshot.clone() else {
+            return Ok(None);
+        };
+        let err = |e| {
+            storage_error(
+                ErrorSubject::Snapshot(Some(mark.meta.signature())),
+                ErrorVerb::Read,
+                e,
+            )
+        };
+        let data = match mark.event_version {
+            None => blob_of(&State::default()).map_err(err)?,
+            Some(v) => {
+                let cp = self
+                    .inner
+                    .events
+                    .log()
+                    .checkpoint_at_or_before(v)
+                    .map_err(err)?;
+                match cp {
+                    Some(cp) if cp.seq() == v => cp.data().to_vec(),
+                    _ => return Err(err(bad(v, "the snapshot's event-store checkpoint is gone"))),
+                }
+            }
+        };
+        Ok(Some(Snapshot {
+            meta: mark.meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
+
+/// Builds a snapshot of the event store as of the entries applied when it was made, while
+/// the state machine goes on applying (the store's time travel gives that past state).
+pub struct SnapshotBuilder {
+    sm: EventStateMachine,
+    applied: Applied,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> SmResult<Snapshot<TypeConfig>> {
+        let err = |e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e);
+        let inner = &self.sm.inner;
+        let event_version = self.applied.next_event.checked_sub(1);
+        let data = match event_version {
+            None => blob_of(&State::default()).map_err(err)?,
+            Some(v) => {
+                let view = inner.events.state_at_seq(v).map_err(err)?;
+                let blob = blob_of(view.state()).map_err(err)?;
+                inner.events.log().checkpoint(v, &blob).map_err(err)?;
+                blob
+            }
+        };
+        let snapshot_id = match self.applied.last_applied {
+            Some(id) => format!(
+                "{}-{}-{}",
+                id.leader_id,
+                id.index,
+                event_version.map_or(0, |v| v + 1)
+            ),
+            None => "empty".to_owned(),
+        };
+        let meta = Meta {
+            last_log_id: self.applied.last_applied,
+            last_membership: self.applied.membership.clone(),
+            snapshot_id,
+        };
+        let mark = SnapshotMark {
+            meta: meta.clone(),
+            event_version,
+        };
+        inner.write_snapshot(&mark, &self.applied).map_err(err)?;
+        let mut progress = inner.progress();
+        let newer = progress
+            .snapshot
+            .as_ref()
+            .is_none_or(|s| s.meta.last_log_id <= mark.meta.last_log_id);
+        if newer {
+            progress.snapshot = Some(mark);
+        }
+        drop(progress);
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
