@@ -406,7 +406,7 @@ impl Log {
     /// while let Some(rec) = reader.next() {
     ///     state += u64::from_le_bytes(rec?.payload().try_into().unwrap());
     /// }
-    /// assert_eq!(state, (1..=100).sum());
+    /// assert_eq!(state, (1..=100u64).sum::<u64>());
     /// # Ok(()) }
     /// ```
     pub fn read_from_checkpoint(&self) -> Result<(Option<Checkpoint>, Reader)> {
