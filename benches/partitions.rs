@@ -1,10 +1,9 @@
 //! Append throughput of partitioned logs against one shared tail.
 //!
-//! `partitions_64b/buffered/{fresh,steady}/{1,2}`: 4 writer threads append 64-byte payloads
-//! (`Durability::Buffered`) to a `PartitionedLog` of 1 partition (every writer on the one
-//! tail) or 2 (writer `w` on partition `w % 2`: two writers per tail). Elements/s, all
-//! writers together. (Pinning writer `w` to CPU `w % 2`, so that each partition's tail stays
-//! in one core's cache, was tried on the 2-core VM and made no difference.) Every timed call
+//! `partitions_64b/buffered/{fresh,steady,steady_pinned}/{1,2}`: 4 writer threads append
+//! 64-byte payloads (`Durability::Buffered`) to a `PartitionedLog` of 1 partition (every
+//! writer on the one tail) or 2 (writer `w` on partition `w % 2`: two writers per tail).
+//! Elements/s, all writers together. Every timed call
 //! opens fresh logs, waits until each partition's next segment is prepared, then times the
 //! writers from a common start to the last one's end. Opening and closing are not timed.
 //!
@@ -14,6 +13,8 @@
 //! - `steady`: each partition is first written (untimed) into its third segment, which the
 //!   preparer filled ahead of the writers as it does for any fast writer: the timed appends
 //!   take no page fault, and what is left is the tails and the copies.
+//! - `steady_pinned`: `steady` with writer `w` pinned to CPU `w % 2`, so that with two
+//!   partitions each partition's writers share one core and no tail moves between caches.
 
 mod common;
 use common::{bench_base, main_config};
@@ -65,7 +66,15 @@ fn warm_up(log: &PartitionedLog, partitions: usize) {
     std::thread::sleep(Duration::from_millis(100));
 }
 
-fn run(partitions: usize, per_writer: u64, steady: bool) -> Duration {
+/// Keeps the calling thread on CPU `cpu` (modulo the CPUs there are).
+fn pin_to(cpu: usize) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu % cpus);
+    rustix::thread::sched_setaffinity(None, &set).expect("pin");
+}
+
+fn run(partitions: usize, per_writer: u64, steady: bool, pinned: bool) -> Duration {
     let dir = tempfile::tempdir_in(bench_base()).expect("tempdir");
     let log = open_fresh(&dir.path().join("p"), partitions);
     let before = log.cut().expect("cut").records();
@@ -84,6 +93,11 @@ fn run(partitions: usize, per_writer: u64, steady: bool) -> Duration {
             .map(|w| {
                 let (log, barrier) = (&log, &barrier);
                 s.spawn(move || {
+                    if pinned {
+                        // Writer w on CPU w % 2: with two partitions, each partition's
+                        // writers share one core and its tail stays in that core's cache.
+                        pin_to(w % 2);
+                    }
                     barrier.wait();
                     let start = Instant::now();
                     for _ in 0..per_writer {
@@ -111,12 +125,17 @@ fn run(partitions: usize, per_writer: u64, steady: bool) -> Duration {
 fn partitions(c: &mut Criterion) {
     let mut g = c.benchmark_group("partitions_64b/buffered");
     g.throughput(Throughput::Elements(BATCH));
-    for (name, steady) in [("fresh", false), ("steady", true)] {
+    let variants = [
+        ("fresh", false, false),
+        ("steady", true, false),
+        ("steady_pinned", true, true),
+    ];
+    for (name, steady, pinned) in variants {
         for p in [1usize, 2] {
             g.bench_with_input(BenchmarkId::new(name, p), &p, |b, &p| {
                 b.iter_custom(|iters| {
                     (0..iters)
-                        .map(|_| run(p, BATCH / WRITERS as u64, steady))
+                        .map(|_| run(p, BATCH / WRITERS as u64, steady, pinned))
                         .sum::<Duration>()
                 });
             });
