@@ -270,6 +270,69 @@ mod storage {
         })
     }
 
+    /// An install interrupted after the snapshot was saved (the `installing` file of the
+    /// documented format) is finished by the next open.
+    #[test]
+    fn an_interrupted_install_is_finished_at_open() -> Result<(), Error> {
+        let a = tempfile::tempdir()?;
+        let b = tempfile::tempdir()?;
+        rt()?.block_on(async {
+            let mut sm = EventStateMachine::open(a.path())?;
+            sm.apply((1..=40).map(sm_entry)).await?;
+            let snapshot = {
+                use openraft::RaftSnapshotBuilder;
+                sm.get_snapshot_builder().await.build_snapshot().await?
+            };
+            // Node b has applied other things, then crashed mid-install.
+            let mut other = EventStateMachine::open(b.path())?;
+            other.apply((1..=3).map(|i| sm_entry(i + 1000))).await?;
+            drop(other);
+            let meta = postcard::to_allocvec(&snapshot.meta)?;
+            let mut file = b"MRI1".to_vec();
+            file.extend_from_slice(&u32::try_from(meta.len())?.to_le_bytes());
+            file.extend_from_slice(&meta);
+            file.extend_from_slice(snapshot.snapshot.get_ref());
+            std::fs::write(b.path().join("installing"), file)?;
+
+            let mut other = EventStateMachine::open(b.path())?;
+            assert!(!b.path().join("installing").exists());
+            assert_eq!(other.applied_state().await?.0, Some(log_id(1, 40)));
+            let view = other.event_store().read(Consistency::Strong)?;
+            let want = expected_after(40);
+            assert_eq!(view.len(), want.len());
+            for (id, data) in &want {
+                assert_eq!(view.data(id), Some(data.as_str()));
+            }
+            let current = other.get_current_snapshot().await?.ok_or("installed")?;
+            assert_eq!(current.meta, snapshot.meta);
+            Ok::<_, Error>(())
+        })
+    }
+
+    /// A request whose event cannot fit in a segment is refused the same way on every node:
+    /// no event, a reason, and applying goes on.
+    #[test]
+    fn a_request_too_large_for_a_segment_is_refused_not_fatal() -> Result<(), Error> {
+        let dir = tempfile::tempdir()?;
+        rt()?.block_on(async {
+            let mut sm = EventStateMachine::open(dir.path())?;
+            let huge = Entry {
+                log_id: log_id(1, 1),
+                payload: EntryPayload::Normal(Request::Write {
+                    writer_id: 1,
+                    item_id: Uuid::from_u128(1),
+                    data: "x".repeat((mmlog::SEGMENT_SIZE_DEFAULT as usize) + 1),
+                }),
+            };
+            let responses = sm.apply([huge, sm_entry(2)]).await?;
+            assert_eq!(responses[0].event_seq, None);
+            assert!(responses[0].refused.is_some(), "{:?}", responses[0]);
+            assert_eq!(responses[1].event_seq, Some(0));
+            assert_eq!(sm.applied_state().await?.0, Some(log_id(1, 2)));
+            Ok::<_, Error>(())
+        })
+    }
+
     #[test]
     fn snapshots_survive_a_reopen_and_install_elsewhere() -> Result<(), Error> {
         let a = tempfile::tempdir()?;

@@ -39,7 +39,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::storage_error;
-use crate::{Durability, Log, Options};
+use crate::{Durability, Log, Options, Retention};
 
 const ENTRY: u8 = 1;
 const VOTE: u8 = 2;
@@ -110,9 +110,13 @@ where
 
     /// [`LogStore::open`] with `options` for the log (segment size, archive mode). Its
     /// durability is always [`Durability::Buffered`]: the store syncs when openraft needs
-    /// it (appends before they are acknowledged, the vote before it returns).
+    /// it (appends before they are acknowledged, the vote before it returns). Its retention
+    /// is always the default, which drops only what a checkpoint covers: purged entries.
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> crate::Result<LogStore<C>> {
-        let log = Arc::new(Log::open(dir, options.durability(Durability::Buffered))?);
+        let options = options
+            .durability(Durability::Buffered)
+            .retention(Retention::default());
+        let log = Arc::new(Log::open(dir, options)?);
         let index = replay::<C>(&log)?;
         let (tx, rx) = mpsc::channel::<LogFlushed<C>>();
         let flusher = Arc::downgrade(&log);
@@ -148,6 +152,10 @@ where
     /// Writes a checkpoint just before the oldest live entry, so that compaction frees
     /// every segment holding only purged entries and superseded metadata.
     fn checkpoint_before_live(&self) -> crate::Result<()> {
+        // The checkpoint holds the committed id, which may name entries appended but not
+        // yet synced (a follower learns the commit point from the leader): make them
+        // durable first, so that no replay ever finds a commit point past its last entry.
+        self.inner.log.sync()?;
         let (before, meta) = {
             let index = self.index();
             let first_live = index.entries.values().next().map(|(seq, _)| *seq);

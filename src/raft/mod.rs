@@ -104,6 +104,9 @@ pub struct Response {
     /// was a [`Request`] (blank and membership entries make no event). Sequence numbers are
     /// local to a node: a node that installed a snapshot has a different history.
     pub event_seq: Option<u64>,
+    /// Why the request made no event, if it was refused (its event does not fit in an
+    /// event-store segment). Every node refuses it the same way.
+    pub refused: Option<String>,
 }
 
 /// Opens (or creates) a node's storage in `dir`: the Raft log in `<dir>/raft-log` and the

@@ -13,8 +13,8 @@ use std::io;
 use std::time::Duration;
 
 use openraft::error::{
-    ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
-    Unreachable,
+    ClientWriteError, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError,
+    RemoteError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -82,15 +82,24 @@ pub enum Reply {
     Status(Status),
 }
 
-async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> io::Result<()> {
+/// `value` as a frame, or `None` if it is larger than [`MAX_FRAME`].
+fn frame_of<T: Serialize>(value: &T) -> io::Result<Option<Vec<u8>>> {
     let body = postcard::to_allocvec(value).map_err(io::Error::other)?;
-    let len = u32::try_from(body.len())
+    let Some(len) = u32::try_from(body.len())
         .ok()
         .filter(|&l| l as usize <= MAX_FRAME)
-        .ok_or_else(|| io::Error::other(format!("a frame of {} bytes is too large", body.len())))?;
+    else {
+        return Ok(None);
+    };
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&len.to_le_bytes());
     frame.extend_from_slice(&body);
+    Ok(Some(frame))
+}
+
+async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> io::Result<()> {
+    let frame = frame_of(value)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
     stream.write_all(&frame).await
 }
 
@@ -104,40 +113,82 @@ async fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream) -> io:
             format!("a frame of {len} bytes is too large"),
         ));
     }
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).await?;
+    // Grown as bytes arrive: a length alone does not make the reader allocate.
+    let mut body = Vec::new();
+    (&mut *stream)
+        .take(len as u64)
+        .read_to_end(&mut body)
+        .await?;
+    if body.len() != len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
     postcard::from_bytes(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// One connection to `addr`, opened on first use and again after any error.
+/// One connection to `addr`, opened on first use and again after any failed or abandoned
+/// call.
 struct Connection {
     addr: String,
     stream: Option<TcpStream>,
 }
 
-impl Connection {
-    async fn call(&mut self, call: &Call, timeout: Duration) -> io::Result<Reply> {
-        let attempt = async {
-            let stream = match &mut self.stream {
-                Some(s) => s,
-                None => {
-                    let s = TcpStream::connect(&self.addr).await?;
-                    s.set_nodelay(true)?;
-                    self.stream.insert(s)
-                }
-            };
-            write_frame(stream, call).await?;
-            read_frame(stream).await
-        };
-        let result = match tokio::time::timeout(timeout, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "call timed out")),
-        };
-        if result.is_err() {
-            // The stream may hold half a frame: start over on a new one.
-            self.stream = None;
+/// Why a call got no reply.
+#[derive(Debug)]
+enum CallError {
+    /// No connection could be made: the node is down or unreachable.
+    Connect(io::Error),
+    /// The call does not fit in a frame.
+    TooLarge,
+    /// The connection failed or timed out during the call.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Connect(e) => write!(f, "cannot connect: {e}"),
+            CallError::TooLarge => write!(f, "the call is larger than {MAX_FRAME} bytes"),
+            CallError::Io(e) => write!(f, "{e}"),
         }
-        result
+    }
+}
+
+impl std::error::Error for CallError {}
+
+impl Connection {
+    /// Sends `call` and reads its reply. The stream is taken out for the call and put back
+    /// only after a whole reply, so a call abandoned halfway (its future dropped by a
+    /// caller's own timeout) closes the connection instead of leaving a reply for the next
+    /// call to read.
+    async fn call(&mut self, call: &Call, timeout: Duration) -> Result<Reply, CallError> {
+        let frame = frame_of(call)
+            .map_err(CallError::Io)?
+            .ok_or(CallError::TooLarge)?;
+        let mut stream = match self.stream.take() {
+            Some(s) => s,
+            None => {
+                let connect = TcpStream::connect(&self.addr);
+                let s = match tokio::time::timeout(timeout, connect).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return Err(CallError::Connect(e)),
+                    Err(_) => {
+                        return Err(CallError::Connect(io::ErrorKind::TimedOut.into()));
+                    }
+                };
+                s.set_nodelay(true).map_err(CallError::Connect)?;
+                s
+            }
+        };
+        let exchange = async {
+            stream.write_all(&frame).await?;
+            read_frame(&mut stream).await
+        };
+        let reply = match tokio::time::timeout(timeout, exchange).await {
+            Ok(r) => r.map_err(CallError::Io)?,
+            Err(_) => return Err(CallError::Io(io::ErrorKind::TimedOut.into())),
+        };
+        self.stream = Some(stream);
+        Ok(reply)
     }
 }
 
@@ -175,12 +226,17 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
 type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
 impl Peer {
-    async fn call(&mut self, call: Call, option: &RPCOption) -> Result<Reply, io::Error> {
+    async fn call(&mut self, call: Call, option: &RPCOption) -> Result<Reply, CallError> {
         self.connection.call(&call, option.hard_ttl()).await
     }
 
-    fn unreachable<E: std::error::Error>(e: &io::Error) -> RPCError<NodeId, BasicNode, E> {
-        RPCError::Unreachable(Unreachable::new(e))
+    /// A failed call as openraft's network error: a node that cannot be reached is backed
+    /// off from; any other failure is retried at once.
+    fn failed<E: std::error::Error>(e: &CallError) -> RPCError<NodeId, BasicNode, E> {
+        match e {
+            CallError::Connect(_) => RPCError::Unreachable(Unreachable::new(e)),
+            CallError::TooLarge | CallError::Io(_) => RPCError::Network(NetworkError::new(e)),
+        }
     }
 
     // openraft's own error type, returned as openraft's network trait asks.
@@ -205,10 +261,15 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+        let entries = rpc.entries.len() as u64;
         match self.call(Call::AppendEntries(rpc), &option).await {
             Ok(Reply::AppendEntries(r)) => self.remote(r),
             Ok(_) => Err(wrong_reply()),
-            Err(e) => Err(Self::unreachable(&e)),
+            // openraft sends fewer entries at a time when asked to.
+            Err(CallError::TooLarge) if entries > 1 => Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(entries / 2),
+            )),
+            Err(e) => Err(Self::failed(&e)),
         }
     }
 
@@ -220,7 +281,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         match self.call(Call::InstallSnapshot(rpc), &option).await {
             Ok(Reply::InstallSnapshot(r)) => self.remote(r),
             Ok(_) => Err(wrong_reply()),
-            Err(e) => Err(Self::unreachable(&e)),
+            Err(e) => Err(Self::failed(&e)),
         }
     }
 
@@ -232,7 +293,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         match self.call(Call::Vote(rpc), &option).await {
             Ok(Reply::Vote(r)) => self.remote(r),
             Ok(_) => Err(wrong_reply()),
-            Err(e) => Err(Self::unreachable(&e)),
+            Err(e) => Err(Self::failed(&e)),
         }
     }
 }
@@ -289,6 +350,11 @@ async fn answer(raft: Raft<TypeConfig>, mut stream: TcpStream) -> io::Result<()>
 
 /// Sends writes to a cluster's leader: tries the node it last heard of, follows
 /// "forward to leader" answers, and moves on to the next node when one does not answer.
+///
+/// Delivery is at least once: a write whose answer was lost (a timeout, a leader that died
+/// after committing it) is sent again, and may then be applied twice. Both requests are
+/// idempotent in their effect on the state: writing an item again stores the same data, and
+/// removing it again changes nothing (the history shows the repeat).
 pub struct Client {
     nodes: BTreeMap<NodeId, Connection>,
     leader: Option<NodeId>,
@@ -339,9 +405,10 @@ impl Client {
             .nodes
             .get_mut(&id)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no node {id}")))?;
-        match connection.call(&Call::Status, self.timeout).await? {
-            Reply::Status(status) => Ok(status),
-            _ => Err(io::Error::other("a reply to another call")),
+        match connection.call(&Call::Status, self.timeout).await {
+            Ok(Reply::Status(status)) => Ok(status),
+            Ok(_) => Err(io::Error::other("a reply to another call")),
+            Err(e) => Err(io::Error::other(e)),
         }
     }
 
@@ -389,6 +456,11 @@ impl Client {
                                 // An election is running.
                                 tokio::time::sleep(Duration::from_millis(20)).await;
                             }
+                        }
+                        // A node shutting down: try another.
+                        None if matches!(e, RaftError::Fatal(_)) => {
+                            last_error = format!("node {target}: {e}");
+                            self.leader = None;
                         }
                         None => return Err(ClientError::Refused(e)),
                     }

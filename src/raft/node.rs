@@ -131,10 +131,18 @@ impl Node {
 
     /// Stops serving and shuts Raft down. The storage closes once the last handle to the
     /// event store is dropped.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.server.abort();
-        let _ = self.server.await;
+        let _ = (&mut self.server).await;
         // Shutting down a node whose core already stopped only reports that it stopped.
         let _ = self.raft.shutdown().await;
+    }
+}
+
+impl Drop for Node {
+    /// Stops serving. (Raft itself stops with [`Node::stop`], or once every handle to it
+    /// is dropped.)
+    fn drop(&mut self) {
+        self.server.abort();
     }
 }

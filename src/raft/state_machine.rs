@@ -6,6 +6,11 @@
 //!   are the Raft snapshots (the store takes no snapshots of its own), so a snapshot's data
 //!   is exactly an event-store snapshot blob (see `events::table`).
 //! - `marks/`: an mmlog log of progress marks.
+//! - `installing`: present only while a snapshot received from the leader is being
+//!   installed: `b"MRI1"`, the little-endian `u32` length of the postcard-encoded
+//!   `SnapshotMeta`, that encoding, then the snapshot's data. An open that finds it finishes
+//!   the install (installing is idempotent: it appends the events that turn the store's
+//!   state into the snapshot's).
 //!
 //! # Mark records, version 1
 //!
@@ -16,6 +21,10 @@
 //! | 1 | `Option<LogId>`, `StoredMembership`, `u64` | applied through this log id, with this membership; the next event will be this sequence number |
 //! | 2 | `SnapshotMeta`, `Option<u64>` | the current snapshot: its metadata, and the event-store checkpoint holding its data (`None`: the empty state) |
 //!
+//! Replay takes the applied mark and the snapshot with the greatest log ids. A snapshot
+//! mark is always followed by an applied mark at least as far, and the marks log is
+//! checkpointed just before the snapshot mark, so compaction drops the marks before it.
+//!
 //! # Applying exactly once
 //!
 //! A mark is written (after the event store is synced) every [`MARK_EVERY`] entries, with
@@ -23,6 +32,10 @@
 //! entries after the last mark again; the events they produced before the crash are already
 //! in the store (a prefix of what applying again produces, since applying is deterministic),
 //! so they are checked against the store and skipped instead of appended twice.
+//!
+//! A request whose event does not fit in an event-store segment
+//! ([`Error::RecordTooLarge`](crate::Error::RecordTooLarge)) is refused the same way on every
+//! node: no event, and [`Response::refused`] says why.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -37,6 +50,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{NodeId, Request, Response, TypeConfig, storage_error};
 use crate::events::{Consistency, Event, EventStore, EventStoreOptions, State};
+use crate::storage::fs as sfs;
 use crate::{Durability, Log, Options};
 use openraft::BasicNode;
 
@@ -45,6 +59,8 @@ pub const MARK_EVERY: u64 = 1024;
 
 const APPLIED: u8 = 1;
 const SNAPSHOT: u8 = 2;
+const INSTALLING: &str = "installing";
+const INSTALLING_MAGIC: &[u8; 4] = b"MRI1";
 
 type Membership = StoredMembership<NodeId, BasicNode>;
 type Meta = SnapshotMeta<NodeId, BasicNode>;
@@ -61,6 +77,7 @@ pub struct EventStateMachine {
 }
 
 struct Inner {
+    dir: std::path::PathBuf,
     events: Arc<EventStore>,
     marks: Log,
     progress: Mutex<Progress>,
@@ -141,7 +158,8 @@ impl EventStateMachine {
         let buffered = Options::default().durability(Durability::Buffered);
         let events = EventStore::open_with(
             dir.join("events"),
-            buffered.clone().keep_checkpoints(2),
+            // The current snapshot's, and those of builds that a newer snapshot overtook.
+            buffered.clone().keep_checkpoints(4),
             EventStoreOptions {
                 snapshot_every_events: 0,
                 snapshot_every: None,
@@ -161,7 +179,16 @@ impl EventStateMachine {
                         progress.applied = mark;
                     }
                 }
-                Some((&SNAPSHOT, body)) => progress.snapshot = Some(decode(seq, body)?),
+                Some((&SNAPSHOT, body)) => {
+                    let mark: SnapshotMark = decode(seq, body)?;
+                    let newer = progress
+                        .snapshot
+                        .as_ref()
+                        .is_none_or(|s| s.meta.last_log_id <= mark.meta.last_log_id);
+                    if newer {
+                        progress.snapshot = Some(mark);
+                    }
+                }
                 _ => return Err(bad(seq, "unknown mark")),
             }
         }
@@ -175,12 +202,17 @@ impl EventStateMachine {
                 ),
             ));
         }
+        let inner = Inner {
+            dir: dir.to_owned(),
+            events: Arc::new(events),
+            marks,
+            progress: Mutex::new(progress),
+        };
+        if let Some((meta, blob)) = inner.pending_install()? {
+            inner.install(&meta, blob)?;
+        }
         Ok(EventStateMachine {
-            inner: Arc::new(Inner {
-                events: Arc::new(events),
-                marks,
-                progress: Mutex::new(progress),
-            }),
+            inner: Arc::new(inner),
         })
     }
 
@@ -228,18 +260,135 @@ impl Inner {
         Ok(())
     }
 
-    /// Records `snapshot` as the current one, with a mark at least as far as it, and lets
-    /// compaction drop the marks before them.
-    fn write_snapshot(&self, snapshot: &SnapshotMark, applied: &Applied) -> crate::Result<()> {
+    /// Records `snapshot` as the current one, followed by a mark of how far the state
+    /// machine got (`installed`: the snapshot's own progress, for an install), and lets
+    /// compaction drop the marks before them. A build that a newer snapshot overtook
+    /// records nothing. Holds the progress lock throughout, so that no other mark lands
+    /// between the two or is compacted away unseen.
+    fn record_snapshot(
+        &self,
+        snapshot: SnapshotMark,
+        installed: Option<Applied>,
+    ) -> crate::Result<()> {
+        let mut progress = self.progress();
+        match installed {
+            Some(applied) => progress.applied = applied,
+            None => {
+                let overtaken = progress
+                    .snapshot
+                    .as_ref()
+                    .is_some_and(|s| s.meta.last_log_id > snapshot.meta.last_log_id);
+                if overtaken {
+                    return Ok(());
+                }
+            }
+        }
+        // Every event of the entries applied so far, then the marks that say so.
         self.events.log().sync()?;
-        let seq = self.marks.append(&encode(SNAPSHOT, snapshot)?)?;
-        self.marks.append(&encode(APPLIED, applied)?)?;
+        let seq = self.marks.append(&encode(SNAPSHOT, &snapshot)?)?;
+        self.marks.append(&encode(APPLIED, &progress.applied)?)?;
         self.marks.sync()?;
         if let Some(before) = seq.checked_sub(1) {
             self.marks.checkpoint(before, b"")?;
             self.marks.compact()?;
         }
+        progress.snapshot = Some(snapshot);
+        progress.since_mark = 0;
         Ok(())
+    }
+
+    /// Saves a received snapshot durably before installing it, so that a crash in the
+    /// middle of the install is finished at the next open.
+    fn save_pending_install(&self, meta: &Meta, blob: &[u8]) -> crate::Result<()> {
+        let meta_bytes = postcard::to_allocvec(meta)
+            .map_err(|e| crate::Error::invalid(format!("snapshot meta does not encode: {e}")))?;
+        let len = u32::try_from(meta_bytes.len())
+            .map_err(|_| crate::Error::invalid("snapshot meta too large"))?;
+        let tmp = self.dir.join(format!("{INSTALLING}.tmp"));
+        let path = self.dir.join(INSTALLING);
+        sfs::write_temporary(
+            &tmp,
+            &[INSTALLING_MAGIC, &len.to_le_bytes(), &meta_bytes, blob],
+            true,
+        )?;
+        sfs::rename(&tmp, &path).map_err(|e| crate::Error::io("rename", &path, e))?;
+        sfs::sync_dir(&self.dir)
+    }
+
+    /// The snapshot an install was interrupted in, if any.
+    fn pending_install(&self) -> crate::Result<Option<(Meta, Vec<u8>)>> {
+        let path = self.dir.join(INSTALLING);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(crate::Error::io("read", &path, e)),
+        };
+        let damaged = |why: &str| bad(0, format!("{}: {why}", path.display()));
+        let rest = bytes
+            .strip_prefix(INSTALLING_MAGIC.as_slice())
+            .ok_or_else(|| damaged("no magic"))?;
+        let (len, rest) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| damaged("truncated"))?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            return Err(damaged("truncated"));
+        }
+        let (meta, blob) = rest.split_at(len);
+        let meta: Meta = postcard::from_bytes(meta).map_err(|e| damaged(&e.to_string()))?;
+        Ok(Some((meta, blob.to_vec())))
+    }
+
+    /// Installs snapshot `blob`: appends the events that turn the store's state into the
+    /// snapshot's, checkpoints the store there, records the snapshot, and forgets the
+    /// pending install. Running it again after a crash appends only what is still missing.
+    fn install(&self, meta: &Meta, blob: Vec<u8>) -> crate::Result<()> {
+        let target = State::from_snapshot_blob(blob, 0)?;
+        let events = &self.events;
+        // The store's newest state, including events of entries not applied again yet:
+        // the snapshot supersedes them too.
+        let current = events.read(Consistency::Strong)?;
+        let mut changes = Vec::new();
+        for (id, item) in current.state().items() {
+            if target.get(&id).is_none() {
+                changes.push(Event::DataRemoved {
+                    writer_id: item.writer_id,
+                    item_id: id,
+                });
+            }
+        }
+        for (id, item) in target.items() {
+            let same = current
+                .state()
+                .get(&id)
+                .is_some_and(|now| now.data == item.data && now.writer_id == item.writer_id);
+            if !same {
+                changes.push(Event::DataWritten {
+                    writer_id: item.writer_id,
+                    item_id: id,
+                    data: item.data.to_owned(),
+                });
+            }
+        }
+        for change in &changes {
+            events.append(change)?;
+        }
+        let event_version = events.snapshot()?;
+        let applied = Applied {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+            next_event: event_version.map_or(0, |v| v + 1),
+        };
+        let mark = SnapshotMark {
+            meta: meta.clone(),
+            event_version,
+        };
+        self.record_snapshot(mark, Some(applied))?;
+        let path = self.dir.join(INSTALLING);
+        sfs::remove_file(&path).map_err(|e| crate::Error::io("remove", &path, e))?;
+        // Before anything is applied after the snapshot: an install redone over later
+        // entries would take them back.
+        sfs::sync_dir(&self.dir)
     }
 }
 
@@ -281,11 +430,23 @@ impl RaftStateMachine<TypeConfig> for EventStateMachine {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(request) => {
                     let next = progress.applied.next_event;
-                    let seq = self.produce(next, &event_of(request)).map_err(|e| {
-                        storage_error(ErrorSubject::Apply(log_id), ErrorVerb::Write, e)
-                    })?;
-                    progress.applied.next_event = seq + 1;
-                    response.event_seq = Some(seq);
+                    match self.produce(next, &event_of(request)) {
+                        Ok(seq) => {
+                            progress.applied.next_event = seq + 1;
+                            response.event_seq = Some(seq);
+                        }
+                        // The same on every node: refused, not a failure of this one.
+                        Err(e @ crate::Error::RecordTooLarge { .. }) => {
+                            response.refused = Some(e.to_string());
+                        }
+                        Err(e) => {
+                            return Err(storage_error(
+                                ErrorSubject::Apply(log_id),
+                                ErrorVerb::Write,
+                                e,
+                            ));
+                        }
+                    }
                 }
                 EntryPayload::Membership(membership) => {
                     progress.applied.membership = StoredMembership::new(Some(log_id), membership);
@@ -328,52 +489,9 @@ impl RaftStateMachine<TypeConfig> for EventStateMachine {
                 e,
             )
         };
-        let target = State::from_snapshot_blob(snapshot.into_inner(), 0).map_err(err)?;
-        let events = &self.inner.events;
-        // The store's newest state, including events of entries not applied again yet:
-        // the snapshot supersedes them too.
-        let current = events.read(Consistency::Strong).map_err(err)?;
-        let mut changes = Vec::new();
-        for (id, item) in current.state().items() {
-            if target.get(&id).is_none() {
-                changes.push(Event::DataRemoved {
-                    writer_id: item.writer_id,
-                    item_id: id,
-                });
-            }
-        }
-        for (id, item) in target.items() {
-            let same = current
-                .state()
-                .get(&id)
-                .is_some_and(|now| now.data == item.data && now.writer_id == item.writer_id);
-            if !same {
-                changes.push(Event::DataWritten {
-                    writer_id: item.writer_id,
-                    item_id: id,
-                    data: item.data.to_owned(),
-                });
-            }
-        }
-        for change in &changes {
-            events.append(change).map_err(err)?;
-        }
-        let event_version = events.snapshot().map_err(err)?;
-        let applied = Applied {
-            last_applied: meta.last_log_id,
-            membership: meta.last_membership.clone(),
-            next_event: event_version.map_or(0, |v| v + 1),
-        };
-        let mark = SnapshotMark {
-            meta: meta.clone(),
-            event_version,
-        };
-        self.inner.write_snapshot(&mark, &applied).map_err(err)?;
-        let mut progress = self.progress();
-        progress.applied = applied;
-        progress.since_mark = 0;
-        progress.snapshot = Some(mark);
-        Ok(())
+        let blob = snapshot.into_inner();
+        self.inner.save_pending_install(meta, &blob).map_err(err)?;
+        self.inner.install(meta, blob).map_err(err)
     }
 
     async fn get_current_snapshot(&mut self) -> SmResult<Option<Snapshot<TypeConfig>>> {
@@ -448,16 +566,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             meta: meta.clone(),
             event_version,
         };
-        inner.write_snapshot(&mark, &self.applied).map_err(err)?;
-        let mut progress = inner.progress();
-        let newer = progress
-            .snapshot
-            .as_ref()
-            .is_none_or(|s| s.meta.last_log_id <= mark.meta.last_log_id);
-        if newer {
-            progress.snapshot = Some(mark);
-        }
-        drop(progress);
+        inner.record_snapshot(mark, None).map_err(err)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
