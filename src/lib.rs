@@ -47,7 +47,8 @@ pub mod inspect;
 mod log;
 mod options;
 pub mod partitioned;
-#[cfg(feature = "raft")]
+// tokio has no networking under loom, and the loom models do not need it.
+#[cfg(all(feature = "raft", not(loom)))]
 pub mod raft;
 pub mod replica;
 mod storage;
