@@ -2,7 +2,7 @@
 //! models of an event store that another process owns and writes, served read-only.
 
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,7 +15,7 @@ use super::{Consistency, StateView};
 use crate::error::{Error, Result};
 use crate::replica::{FIRST_NAP, LogReplica, MAX_NAP, ReplicaReader};
 use crate::storage::fs as sfs;
-use crate::sync::lock;
+use crate::sync::{Stopper, lock};
 
 /// How often the background thread catches up by default.
 const REFRESH_EVERY: Duration = Duration::from_millis(50);
@@ -71,8 +71,7 @@ struct Inner {
     follow: Mutex<Option<ReplicaReader>>,
     /// The snapshots time travel read last.
     snapshots_read: SnapshotsRead,
-    stop: Mutex<bool>,
-    wake: Condvar,
+    stopper: Stopper,
     background_error: Mutex<Option<String>>,
 }
 
@@ -111,8 +110,7 @@ impl EventStoreReplica {
             }),
             follow: Mutex::new(Some(reader)),
             snapshots_read: SnapshotsRead::default(),
-            stop: Mutex::new(false),
-            wake: Condvar::new(),
+            stopper: Stopper::default(),
             background_error: Mutex::new(None),
         });
         inner.catch_up(Instant::now())?;
@@ -233,11 +231,7 @@ impl EventStoreReplica {
     }
 
     fn shutdown(&mut self) {
-        if let Some(h) = self.refresher.take() {
-            *lock(&self.inner.stop) = true;
-            self.inner.wake.notify_all();
-            let _ = h.join();
-        }
+        self.inner.stopper.stop_and_join(&mut self.refresher);
     }
 }
 
@@ -345,15 +339,8 @@ impl Inner {
     /// The background thread: catches up every `refresh_every`.
     fn background(&self) {
         loop {
-            {
-                let stop = lock(&self.stop);
-                let (stop, _) = self
-                    .wake
-                    .wait_timeout_while(stop, self.refresh_every, |s| !*s)
-                    .unwrap_or_else(|p| p.into_inner());
-                if *stop {
-                    return;
-                }
+            if !self.stopper.pause(self.refresh_every) {
+                return;
             }
             let outcome = self.catch_up(Instant::now()).map(drop);
             *lock(&self.background_error) = outcome.err().map(|e| e.to_string());

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::log::{Checkpoint, Log, Records};
 use crate::options::Options;
 use crate::storage::fs as sfs;
-use crate::sync::lock;
+use crate::sync::{Stopper, lock};
 
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,8 +129,7 @@ struct Inner {
     /// Version of the last snapshot, and when it was taken.
     last_snapshot: Mutex<(Option<u64>, Instant)>,
     snapshots_taken: AtomicU64,
-    stop: Mutex<bool>,
-    wake: Condvar,
+    stopper: Stopper,
     background_error: Mutex<Option<String>>,
 }
 
@@ -186,8 +185,7 @@ impl EventStore {
             catch_up: Mutex::new(()),
             last_snapshot: Mutex::new((snapshot, Instant::now())),
             snapshots_taken: AtomicU64::new(0),
-            stop: Mutex::new(false),
-            wake: Condvar::new(),
+            stopper: Stopper::default(),
             background_error: Mutex::new(None),
         });
         inner.catch_up(Need::Refresh)?;
@@ -408,11 +406,7 @@ impl EventStore {
     }
 
     fn shutdown(&mut self) {
-        if let Some(h) = self.refresher.take() {
-            *lock(&self.inner.stop) = true;
-            self.inner.wake.notify_all();
-            let _ = h.join();
-        }
+        self.inner.stopper.stop_and_join(&mut self.refresher);
     }
 }
 
@@ -545,15 +539,8 @@ impl Inner {
     /// The background thread: refreshes the cache and takes due snapshots.
     fn background(&self) {
         loop {
-            {
-                let stop = lock(&self.stop);
-                let (stop, _) = self
-                    .wake
-                    .wait_timeout_while(stop, self.options.refresh_every, |s| !*s)
-                    .unwrap_or_else(|p| p.into_inner());
-                if *stop {
-                    return;
-                }
+            if !self.stopper.pause(self.options.refresh_every) {
+                return;
             }
             let outcome = if self.snapshot_due() {
                 self.snapshot_now().map(drop)
