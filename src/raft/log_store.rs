@@ -25,7 +25,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -38,7 +38,7 @@ use openraft::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::storage_error;
+use super::{bad_record, decode_body, encode_record, postcard_bytes, storage_error};
 use crate::{Durability, Log, Options, Retention};
 
 const ENTRY: u8 = 1;
@@ -146,7 +146,7 @@ where
     }
 
     fn append_record<T: Serialize>(&self, kind: u8, value: &T) -> crate::Result<u64> {
-        self.inner.log.append(&encode(kind, value)?)
+        self.inner.log.append(&encode_record(kind, value)?)
     }
 
     /// Writes a checkpoint just before the oldest live entry, so that compaction frees
@@ -200,28 +200,6 @@ fn flush_loop<C: RaftTypeConfig>(log: &Weak<Log>, rx: &mpsc::Receiver<LogFlushed
     }
 }
 
-fn postcard_bytes<T: Serialize>(value: &T) -> crate::Result<Vec<u8>> {
-    postcard::to_allocvec(value)
-        .map_err(|e| crate::Error::invalid(format!("raft record does not encode: {e}")))
-}
-
-fn encode<T: Serialize>(kind: u8, value: &T) -> crate::Result<Vec<u8>> {
-    let mut out = vec![kind];
-    out.extend_from_slice(&postcard_bytes(value)?);
-    Ok(out)
-}
-
-fn bad_record(seq: u64, reason: impl std::fmt::Display) -> crate::Error {
-    crate::Error::BadEvent {
-        seq,
-        reason: format!("raft log record: {reason}"),
-    }
-}
-
-fn decode<T: DeserializeOwned>(seq: u64, body: &[u8]) -> crate::Result<T> {
-    postcard::from_bytes(body).map_err(|e| bad_record(seq, e))
-}
-
 fn replay<C>(log: &Log) -> crate::Result<Index<C>>
 where
     C: RaftTypeConfig,
@@ -235,7 +213,7 @@ where
     if let Some(cp) = checkpoint {
         let data = cp.data();
         match data.strip_prefix(CHECKPOINT_MAGIC.as_slice()) {
-            Some(body) => index.meta = decode(cp.seq(), body)?,
+            Some(body) => index.meta = decode_body(cp.seq(), body)?,
             None => return Err(bad_record(cp.seq(), "checkpoint without its magic")),
         }
     }
@@ -248,7 +226,7 @@ where
         let meta = &mut index.meta;
         match kind {
             ENTRY => {
-                let entry: C::Entry = decode(seq, body)?;
+                let entry: C::Entry = decode_body(seq, body)?;
                 let log_id = entry.get_log_id().clone();
                 index.entries.split_off(&log_id.index);
                 if meta
@@ -259,17 +237,22 @@ where
                     index.entries.insert(log_id.index, (seq, log_id));
                 }
             }
-            VOTE => forward(&mut meta.vote, Some(decode(seq, body)?)),
-            COMMITTED => forward(&mut meta.committed, decode(seq, body)?),
+            VOTE => forward(&mut meta.vote, Some(decode_body(seq, body)?)),
+            COMMITTED => forward(&mut meta.committed, decode_body(seq, body)?),
             TRUNCATE => {
-                let since: u64 = decode(seq, body)?;
+                let since: u64 = decode_body(seq, body)?;
                 index.entries.split_off(&since);
             }
             PURGE => {
-                let upto: LogId<C::NodeId> = decode(seq, body)?;
+                let upto: LogId<C::NodeId> = decode_body(seq, body)?;
                 forward(&mut meta.last_purged, Some(upto));
             }
-            other => return Err(bad_record(seq, format!("unknown kind {other}"))),
+            other => {
+                return Err(bad_record(
+                    seq,
+                    format!("log record of unknown kind {other}"),
+                ));
+            }
         }
     }
     if let Some(purged) = &index.meta.last_purged {
@@ -288,19 +271,9 @@ fn forward<T: PartialOrd>(slot: &mut Option<T>, new: Option<T>) {
 
 /// The live entries' sequence numbers within `range`, in index order.
 fn seqs_in<C: RaftTypeConfig>(index: &Index<C>, range: impl RangeBounds<u64>) -> Vec<u64> {
-    let start = match range.start_bound() {
-        Bound::Included(&i) => Bound::Included(i),
-        Bound::Excluded(&i) => Bound::Excluded(i),
-        Bound::Unbounded => Bound::Unbounded,
-    };
-    let end = match range.end_bound() {
-        Bound::Included(&i) => Bound::Included(i),
-        Bound::Excluded(&i) => Bound::Excluded(i),
-        Bound::Unbounded => Bound::Unbounded,
-    };
     index
         .entries
-        .range((start, end))
+        .range((range.start_bound().cloned(), range.end_bound().cloned()))
         .map(|(_, (seq, _))| *seq)
         .collect()
 }
@@ -326,7 +299,7 @@ where
             }
             match record.payload().split_first() {
                 Some((&ENTRY, body)) if record.seq() == want => {
-                    out.push(decode(want, body)?);
+                    out.push(decode_body(want, body)?);
                     break;
                 }
                 _ => return Err(bad_record(want, "not an entry")),

@@ -120,6 +120,33 @@ pub fn open(dir: impl AsRef<Path>) -> crate::Result<(LogStore<TypeConfig>, Event
     Ok((log, sm))
 }
 
+/// A record of the Raft log or of the state machine's marks: one byte of kind, then the
+/// postcard encoding of `value`.
+fn encode_record<T: Serialize>(kind: u8, value: &T) -> crate::Result<Vec<u8>> {
+    let mut out = vec![kind];
+    out.extend_from_slice(&postcard_bytes(value)?);
+    Ok(out)
+}
+
+fn postcard_bytes<T: Serialize>(value: &T) -> crate::Result<Vec<u8>> {
+    postcard::to_allocvec(value)
+        .map_err(|e| crate::Error::invalid(format!("raft storage value does not encode: {e}")))
+}
+
+/// The body of record `seq`, decoded.
+fn decode_body<T: serde::de::DeserializeOwned>(seq: u64, body: &[u8]) -> crate::Result<T> {
+    postcard::from_bytes(body).map_err(|e| bad_record(seq, e))
+}
+
+/// Record `seq` of the Raft log or of the marks (or a file beside them) is not what it
+/// should be.
+fn bad_record(seq: u64, reason: impl fmt::Display) -> crate::Error {
+    crate::Error::BadEvent {
+        seq,
+        reason: format!("raft storage: {reason}"),
+    }
+}
+
 /// An mmlog error as openraft's storage error on `subject`.
 fn storage_error<NID: openraft::NodeId>(
     subject: ErrorSubject<NID>,

@@ -48,7 +48,10 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{NodeId, Request, Response, TypeConfig, storage_error};
+use super::{
+    NodeId, Request, Response, TypeConfig, bad_record, decode_body, encode_record, postcard_bytes,
+    storage_error,
+};
 use crate::events::{Consistency, Event, EventStore, EventStoreOptions, State};
 use crate::storage::fs as sfs;
 use crate::{Durability, Log, Options};
@@ -103,29 +106,6 @@ struct Progress {
     snapshot: Option<SnapshotMark>,
 }
 
-fn sm_err(verb: ErrorVerb) -> impl Fn(crate::Error) -> StorageError<NodeId> {
-    move |e| storage_error(ErrorSubject::StateMachine, verb, e)
-}
-
-fn encode<T: Serialize>(kind: u8, value: &T) -> crate::Result<Vec<u8>> {
-    let mut out = vec![kind];
-    let body = postcard::to_allocvec(value)
-        .map_err(|e| crate::Error::invalid(format!("raft mark does not encode: {e}")))?;
-    out.extend_from_slice(&body);
-    Ok(out)
-}
-
-fn bad(seq: u64, reason: impl std::fmt::Display) -> crate::Error {
-    crate::Error::BadEvent {
-        seq,
-        reason: format!("raft state machine: {reason}"),
-    }
-}
-
-fn decode<T: serde::de::DeserializeOwned>(seq: u64, body: &[u8]) -> crate::Result<T> {
-    postcard::from_bytes(body).map_err(|e| bad(seq, e))
-}
-
 /// The event a request becomes.
 fn event_of(request: Request) -> Event {
     match request {
@@ -174,13 +154,13 @@ impl EventStateMachine {
             let seq = record.seq();
             match record.payload().split_first() {
                 Some((&APPLIED, body)) => {
-                    let mark: Applied = decode(seq, body)?;
+                    let mark: Applied = decode_body(seq, body)?;
                     if mark.last_applied >= progress.applied.last_applied {
                         progress.applied = mark;
                     }
                 }
                 Some((&SNAPSHOT, body)) => {
-                    let mark: SnapshotMark = decode(seq, body)?;
+                    let mark: SnapshotMark = decode_body(seq, body)?;
                     let newer = progress
                         .snapshot
                         .as_ref()
@@ -189,12 +169,12 @@ impl EventStateMachine {
                         progress.snapshot = Some(mark);
                     }
                 }
-                _ => return Err(bad(seq, "unknown mark")),
+                _ => return Err(bad_record(seq, "state-machine mark of unknown kind")),
             }
         }
         let in_store = events.latest_sequence().map_or(0, |l| l + 1);
         if in_store < progress.applied.next_event {
-            return Err(bad(
+            return Err(bad_record(
                 in_store,
                 format!(
                     "the event store ends before event {}, which a durable mark says was applied",
@@ -236,7 +216,7 @@ impl EventStateMachine {
             return match held.next() {
                 Some(Ok(stored)) if stored.seq() == next && stored.event() == event => Ok(next),
                 Some(Err(e)) => Err(e),
-                _ => Err(bad(
+                _ => Err(bad_record(
                     next,
                     "applying an entry again produced a different event than the store holds",
                 )),
@@ -256,7 +236,7 @@ impl Inner {
     /// Makes the events durable, then notes how far the state machine got.
     fn write_mark(&self, applied: &Applied) -> crate::Result<()> {
         self.events.log().sync()?;
-        self.marks.append(&encode(APPLIED, applied)?)?;
+        self.marks.append(&encode_record(APPLIED, applied)?)?;
         Ok(())
     }
 
@@ -285,8 +265,9 @@ impl Inner {
         }
         // Every event of the entries applied so far, then the marks that say so.
         self.events.log().sync()?;
-        let seq = self.marks.append(&encode(SNAPSHOT, &snapshot)?)?;
-        self.marks.append(&encode(APPLIED, &progress.applied)?)?;
+        let seq = self.marks.append(&encode_record(SNAPSHOT, &snapshot)?)?;
+        self.marks
+            .append(&encode_record(APPLIED, &progress.applied)?)?;
         self.marks.sync()?;
         if let Some(before) = seq.checked_sub(1) {
             self.marks.checkpoint(before, b"")?;
@@ -300,8 +281,7 @@ impl Inner {
     /// Saves a received snapshot durably before installing it, so that a crash in the
     /// middle of the install is finished at the next open.
     fn save_pending_install(&self, meta: &Meta, blob: &[u8]) -> crate::Result<()> {
-        let meta_bytes = postcard::to_allocvec(meta)
-            .map_err(|e| crate::Error::invalid(format!("snapshot meta does not encode: {e}")))?;
+        let meta_bytes = postcard_bytes(meta)?;
         let len = u32::try_from(meta_bytes.len())
             .map_err(|_| crate::Error::invalid("snapshot meta too large"))?;
         let tmp = self.dir.join(format!("{INSTALLING}.tmp"));
@@ -323,7 +303,7 @@ impl Inner {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(crate::Error::io("read", &path, e)),
         };
-        let damaged = |why: &str| bad(0, format!("{}: {why}", path.display()));
+        let damaged = |why: &str| bad_record(0, format!("{}: {why}", path.display()));
         let rest = bytes
             .strip_prefix(INSTALLING_MAGIC.as_slice())
             .ok_or_else(|| damaged("no magic"))?;
@@ -459,7 +439,7 @@ impl RaftStateMachine<TypeConfig> for EventStateMachine {
         if progress.since_mark >= MARK_EVERY {
             self.inner
                 .write_mark(&progress.applied)
-                .map_err(sm_err(ErrorVerb::Write))?;
+                .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
             progress.since_mark = 0;
         }
         Ok(responses)
@@ -516,7 +496,12 @@ impl RaftStateMachine<TypeConfig> for EventStateMachine {
                     .map_err(err)?;
                 match cp {
                     Some(cp) if cp.seq() == v => cp.data().to_vec(),
-                    _ => return Err(err(bad(v, "the snapshot's event-store checkpoint is gone"))),
+                    _ => {
+                        return Err(err(bad_record(
+                            v,
+                            "the snapshot's event-store checkpoint is gone",
+                        )));
+                    }
                 }
             }
         };
