@@ -48,6 +48,7 @@ done
 
 failed=()
 summary=()
+crashes=()
 for t in "${targets[@]}"; do
     echo "fuzz: $t for ${seconds}s"
     log="$(mktemp)"
@@ -67,6 +68,15 @@ for t in "${targets[@]}"; do
         echo "fuzz: $t FAILED (exit $status):" >&2
         { sed -n '/panicked at/,/^SUMMARY/p' "$log" | head -n 60; tail -n 15 "$log"; } >&2
         ls "artifacts/$t" >&2 2>/dev/null || true
+        # Kept for the end of the output, which survives when a long log is cut: the panic
+        # message, and the crashing input itself (base64), enough to reproduce it anywhere.
+        message="$(grep -m1 -A1 'panicked at' "$log" | cut -c1-400 | tr '\n' ' ' || true)"
+        artifact="$(sed -n 's/.*Test unit written to //p' "$log" | tail -n 1)"
+        input=""
+        if [[ -n "$artifact" && -f "$artifact" ]]; then
+            input="$(base64 -w0 "$artifact")"
+        fi
+        crashes+=("$t: ${message:-no panic message} input (base64): ${input:-none}")
     fi
     rm -f "$log"
 done
@@ -75,6 +85,8 @@ echo
 echo "fuzz summary (${seconds}s per target):"
 printf '  %s\n' "${summary[@]}"
 if [[ ${#failed[@]} -gt 0 ]]; then
+    printf '  %s\n' "${crashes[@]}" >&2
+    echo "fuzz: to reproduce: base64 -d > input <<< '...'; cd fuzz && cargo fuzz run -s none -a <target> input" >&2
     echo "fuzz: FAILED: ${failed[*]}" >&2
     exit 1
 fi

@@ -3,7 +3,10 @@
 //!
 //! Segments go strictly oldest first, one at a time, each in durable steps, so the live
 //! segments are always a contiguous run of ids and a crash at any step leaves a log that
-//! opens to the same records (the archive's leftovers are cleaned up at open):
+//! opens to the same records (the archive's leftovers are cleaned up at open). First, the
+//! segment that is to become the first live one has its header and name made durable (the
+//! flusher may not have reached it yet: recovery reads where the log starts from it). Then,
+//! for each segment:
 //!
 //! 1. the segment's mapping is made, so readers that enter it meanwhile still can;
 //! 2. `Move`: the file is renamed into `archive/` and both directories synced.
@@ -217,6 +220,11 @@ pub(crate) fn compact(shared: &Shared) -> Result<CompactionReport> {
     // From here on no consumer may be registered, or moved, below the new start.
     consumers.protect_from(report.first_seq);
     drop(consumers);
+    // The segment that becomes the first is on disk before the ones before it go: without
+    // its header, recovery could not tell where the log's sequence numbers start.
+    if let Some(first) = segs.get(doomed) {
+        super::flusher::make_header_durable(first)?;
+    }
 
     for seg in &segs[..doomed] {
         let seal = remove_segment(shared, seg, policy.mode)?;

@@ -329,6 +329,28 @@ fn sync_range(shared: &Shared, seg: &Segment, end: u64) -> Result<()> {
     Ok(())
 }
 
+/// `msync` of the header of `seg` (and of its seal, once written).
+pub(crate) fn msync_header(seg: &Segment) -> Result<()> {
+    let map = seg.mapping()?;
+    sim::before("msync", &seg.path)
+        .and_then(|()| map.flush_range(0, SEGMENT_HEADER_LEN as u64))
+        .and_then(|()| sim::synced_data(&seg.path, 0, SEGMENT_HEADER_LEN as u64))
+        .map_err(|e| Error::io("msync", &seg.path, e))
+}
+
+/// Makes the header and the name of `seg` durable, if the flusher has not yet. Compaction
+/// calls this for the segment that becomes the first one: recovery needs its header to know
+/// where the log's sequence numbers start. (The flush pass that seals a segment reaches the
+/// next one's header too, so this is normally one atomic load; it makes the guarantee
+/// compaction's own rather than a property of that pass.)
+pub(crate) fn make_header_durable(seg: &Segment) -> Result<()> {
+    if seg.synced_offset.load(Ordering::Acquire) > 0 {
+        return Ok(());
+    }
+    sfs::sync_new_segment(&seg.path)?;
+    msync_header(seg)
+}
+
 /// Writes the seal of a complete segment whose frames are all durable, and syncs it.
 fn write_seal(shared: &Shared, seg: &Segment, c: super::segment::Completion) -> Result<()> {
     let (first_ts, max_ts) = seg.index_times();
@@ -347,10 +369,7 @@ fn write_seal(shared: &Shared, seg: &Segment, c: super::segment::Completion) -> 
             crate::error::CorruptionKind::Truncated { what: "segment" },
         ));
     }
-    sim::before("msync", &seg.path)
-        .and_then(|()| map.flush_range(0, SEGMENT_HEADER_LEN as u64))
-        .and_then(|()| sim::synced_data(&seg.path, 0, SEGMENT_HEADER_LEN as u64))
-        .map_err(|e| Error::io("msync", &seg.path, e))?;
+    msync_header(seg)?;
     shared.flush.msync_count.fetch_add(1, Ordering::Relaxed);
     seg.mark_sealed(max_ts);
     seg.save_index();

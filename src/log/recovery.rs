@@ -7,6 +7,7 @@
 //! | `*.seg.tmp` | a segment whose preparation never finished | removed |
 //! | blank header (or an empty or all-zero file shorter than a header) after the last valid segment | a spare that never became active | removed (re-made in the background) |
 //! | torn header after the last valid segment | a segment activated but never flushed: it cannot hold an acknowledged record | removed, reported |
+//! | blank or torn header followed only by unsealed segments (in segment 0, or after the first segment) | a power cut during a rollover: the header never reached the disk, later pages did; nothing from it on was acknowledged | the log ends before it: it and every later segment removed, their frames reported dropped |
 //! | bad header before a valid segment | damage to data that may be acknowledged | error, with file and offset |
 //! | header of a newer format version | | `UnsupportedVersion` error |
 //! | a gap in segment ids | a missing segment | `Corrupt(MissingSegment)` error |
@@ -179,6 +180,7 @@ fn run(segments_dir: &Path, index_interval: u64, mode: Mode) -> Result<Recovered
     let mut report = RecoveryReport::default();
     let (mut found, indexes) = list_segments(segments_dir, &mut report, mode)?;
     drop_trailing_non_segments(&mut found, &mut report, mode)?;
+    let unflushed = split_off_unflushed(&mut found);
     extend_short_tail(&mut found, &mut report, mode)?;
     check_identities(&found)?;
 
@@ -223,6 +225,7 @@ fn run(segments_dir: &Path, index_interval: u64, mode: Mode) -> Result<Recovered
             }
         }
     }
+    drop_unflushed(unflushed, &mut report, mode)?;
     if mode == Mode::Repair {
         remove_stale_indexes(&segments, indexes);
         // Removals, and the names of kept segments that the previous owner may never have
@@ -351,13 +354,9 @@ fn drop_trailing_non_segments(
     while let Some(last) = found.last() {
         // Only a blank spare or a torn header of our own (right magic, failed check) is
         // removed; a file that is not ours (wrong magic, wrong size) is left for
-        // `check_identities` to report.
-        let ours = matches!(
-            last.header,
-            Ok(HeaderState::Blank)
-                | Err(CorruptionKind::HeaderChecksum { .. } | CorruptionKind::BadHeaderField { .. })
-        );
-        if !ours {
+        // `check_identities` to report, and so is the first live segment of a compacted log
+        // (see `split_off_unflushed`).
+        if !never_flushed(last) || (found.len() == 1 && last.id != 0) {
             break;
         }
         if let Some(f) = found.pop() {
@@ -369,6 +368,74 @@ fn drop_trailing_non_segments(
             } else {
                 report.removed_files.push(f.path);
             }
+        }
+    }
+    Ok(())
+}
+
+/// A blank spare, or a header of our own (right magic) that failed its check: a segment
+/// whose header never reached the disk.
+fn never_flushed(f: &Found) -> bool {
+    matches!(
+        f.header,
+        Ok(HeaderState::Blank)
+            | Err(CorruptionKind::HeaderChecksum { .. } | CorruptionKind::BadHeaderField { .. })
+    )
+}
+
+/// Splits off the segments after the end of the log that a power cut in the middle of a
+/// rollover leaves: a segment whose header never reached the disk (blank or torn), followed
+/// by later segments whose headers the kernel happened to write back. The flusher makes
+/// segments durable strictly in order, header first, and seals each before any frame of
+/// the next is acknowledged; so when segment N's header is not on disk, nothing from N on
+/// was acknowledged, and every later segment is unsealed. A seal after it, or a file that is
+/// not ours, is damage instead: then nothing is split off and `check_identities` reports it.
+///
+/// The first live segment is never split off unless it is segment 0: compaction makes the
+/// header of the segment that becomes first durable before it removes the ones before it,
+/// so after compaction a first segment without a header is damage, and the log's sequence
+/// numbers could not be recovered without it.
+fn split_off_unflushed(found: &mut Vec<Found>) -> Vec<Found> {
+    let Some(first) = found.iter().position(never_flushed) else {
+        return Vec::new();
+    };
+    if first == 0 && found[0].id != 0 {
+        return Vec::new();
+    }
+    let droppable = found[first..].iter().all(|f| {
+        f.seal.is_none() && (never_flushed(f) || matches!(f.header, Ok(HeaderState::Valid(_))))
+    });
+    if !droppable {
+        return Vec::new();
+    }
+    found.split_off(first)
+}
+
+/// Removes what [`split_off_unflushed`] split off. Segments with a header of their own may
+/// hold frames written back without a sync: the log is reported cut where the first of them
+/// begins, and their frames counted as dropped.
+fn drop_unflushed(unflushed: Vec<Found>, report: &mut RecoveryReport, mode: Mode) -> Result<()> {
+    let Some(first) = unflushed.first() else {
+        return Ok(());
+    };
+    if report.truncation.is_none() {
+        report.truncation = Some(Truncation {
+            path: first.path.clone(),
+            offset: 0,
+            reason: first.header.as_ref().err().cloned(),
+            records_dropped: 0,
+            bytes_dropped: 0,
+        });
+    }
+    // Last first: a crash in between leaves a run that recovers the same way.
+    for f in unflushed.iter().rev() {
+        if matches!(f.header, Ok(HeaderState::Valid(_))) {
+            drop_segment_file(f, report, mode)?;
+        } else {
+            if mode == Mode::Repair {
+                sfs::remove_file(&f.path).map_err(|e| Error::io("remove", &f.path, e))?;
+            }
+            report.removed_files.push(f.path.clone());
         }
     }
     Ok(())

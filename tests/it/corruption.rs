@@ -462,3 +462,110 @@ fn zeroed_frames_in_a_sealed_segment_are_an_error_not_an_end() {
     );
     assert!(read > 123 && read < 500, "{read}");
 }
+
+/// The base sequence number in a segment's header.
+fn base_seq_of(path: &Path) -> u64 {
+    u64::from_le_bytes(read_at(path, 32, 8).try_into().unwrap())
+}
+
+/// What a power cut in the middle of rollovers can leave: the header of segment `blank` never
+/// reached the disk (all zeros, or no length at all), while the kernel wrote back the
+/// headers and some frames of the segments after it, none of them sealed.
+/// `blank` indexes the segment files present now.
+fn cut_mid_rollover(dir: &Path, blank: usize, empty_file: bool) -> Vec<PathBuf> {
+    let segs = segment_files(dir);
+    if empty_file {
+        std::fs::write(&segs[blank], b"").unwrap();
+    } else {
+        patch(&segs[blank], 0, &[0u8; 128]);
+    }
+    for later in &segs[blank + 1..] {
+        patch(later, 64, &[0u8; 64]);
+    }
+    segs
+}
+
+#[test]
+fn blank_header_then_written_back_segments_ends_the_log_before_it() {
+    for empty_file in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let all = write_log(dir.path(), 300);
+        let segs = segment_files(dir.path());
+        assert!(segs.len() >= 5, "{segs:?}");
+        let end = base_seq_of(&segs[2]);
+        cut_mid_rollover(dir.path(), 2, empty_file);
+        let log = open(dir.path(), opts());
+        let report = log.recovery_report().clone();
+        // Everything before segment 2 is there, nothing from it on.
+        assert_eq!(read_all(&log), all[..end as usize].to_vec());
+        assert_eq!(report.next_seq, end);
+        for dropped in &segs[2..] {
+            assert!(report.removed_files.contains(dropped), "{report:?}");
+        }
+        let t = report.truncation.expect("the cut is reported");
+        assert_eq!(t.path, segs[2]);
+        assert!(
+            t.records_dropped > 0,
+            "written-back frames are counted: {t:?}"
+        );
+        // The log goes on from there, and recovers cleanly the next time.
+        assert_eq!(log.append(b"after").unwrap(), end);
+        log.close().unwrap();
+        let log = open(dir.path(), opts());
+        assert!(
+            log.recovery_report().is_clean(),
+            "{:?}",
+            log.recovery_report()
+        );
+        assert_eq!(read_all(&log).len() as u64, end + 1);
+    }
+}
+
+#[test]
+fn blank_first_segment_then_written_back_segments_is_an_empty_log() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 300);
+    let segs = cut_mid_rollover(dir.path(), 0, true);
+    let log = open(dir.path(), opts());
+    assert!(read_all(&log).is_empty());
+    assert_eq!(log.recovery_report().next_seq, 0);
+    assert_eq!(log.recovery_report().removed_files.len(), segs.len());
+    assert_eq!(log.append(b"first").unwrap(), 0);
+}
+
+#[test]
+fn blank_header_before_a_sealed_segment_is_an_error_not_a_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 300);
+    let segs = segment_files(dir.path());
+    // Segment 3 is still sealed: segment 2 was durable once, so this is damage.
+    patch(&segs[2], 0, &[0u8; 128]);
+    match Log::open(dir.path(), opts()) {
+        Err(Error::Corrupt { path, .. }) => assert_eq!(path, segs[2]),
+        other => panic!("expected Corrupt naming segment 2, got {other:?}"),
+    }
+    assert_eq!(segment_files(dir.path()), segs, "nothing was removed");
+}
+
+#[test]
+fn blank_first_segment_of_a_compacted_log_is_an_error_not_a_new_log() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 300);
+    let segs = segment_files(dir.path());
+    // As if compaction had removed segments 0 and 1: segment 2 holds where the log starts.
+    std::fs::remove_file(&segs[0]).unwrap();
+    std::fs::remove_file(&segs[1]).unwrap();
+    cut_mid_rollover(dir.path(), 0, false);
+    match Log::open(dir.path(), opts()) {
+        Err(Error::Corrupt { path, .. }) => assert_eq!(path, segs[2]),
+        other => panic!("expected Corrupt naming segment 2, got {other:?}"),
+    }
+    // Also when it is the only segment left.
+    for later in &segs[3..] {
+        std::fs::remove_file(later).unwrap();
+    }
+    match Log::open(dir.path(), opts()) {
+        Err(Error::Corrupt { path, .. }) => assert_eq!(path, segs[2]),
+        other => panic!("expected Corrupt naming segment 2, got {other:?}"),
+    }
+}
