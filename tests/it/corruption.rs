@@ -471,6 +471,14 @@ fn base_seq_of(path: &Path) -> u64 {
 /// What a power cut in the middle of rollovers can leave: the header of segment `blank` never
 /// reached the disk (all zeros, or no length at all), while the kernel wrote back the
 /// headers and some frames of the segments after it, none of them sealed.
+/// Opening the log in `dir` must fail with damage reported in the file `want`.
+fn expect_corrupt_at(dir: &Path, want: &Path) {
+    match Log::open(dir, opts()) {
+        Err(Error::Corrupt { path, .. }) => assert_eq!(path, want),
+        other => panic!("expected Corrupt naming {want:?}, got {other:?}"),
+    }
+}
+
 /// `blank` indexes the segment files present now.
 fn cut_mid_rollover(dir: &Path, blank: usize, empty_file: bool) -> Vec<PathBuf> {
     let segs = segment_files(dir);
@@ -540,10 +548,7 @@ fn blank_header_before_a_sealed_segment_is_an_error_not_a_cut() {
     let segs = segment_files(dir.path());
     // Segment 3 is still sealed: segment 2 was durable once, so this is damage.
     patch(&segs[2], 0, &[0u8; 128]);
-    match Log::open(dir.path(), opts()) {
-        Err(Error::Corrupt { path, .. }) => assert_eq!(path, segs[2]),
-        other => panic!("expected Corrupt naming segment 2, got {other:?}"),
-    }
+    expect_corrupt_at(dir.path(), &segs[2]);
     assert_eq!(segment_files(dir.path()), segs, "nothing was removed");
 }
 
@@ -556,16 +561,10 @@ fn blank_first_segment_of_a_compacted_log_is_an_error_not_a_new_log() {
     std::fs::remove_file(&segs[0]).unwrap();
     std::fs::remove_file(&segs[1]).unwrap();
     cut_mid_rollover(dir.path(), 0, false);
-    match Log::open(dir.path(), opts()) {
-        Err(Error::Corrupt { path, .. }) => assert_eq!(path, segs[2]),
-        other => panic!("expected Corrupt naming segment 2, got {other:?}"),
-    }
+    expect_corrupt_at(dir.path(), &segs[2]);
     // Also when it is the only segment left.
     for later in &segs[3..] {
         std::fs::remove_file(later).unwrap();
     }
-    match Log::open(dir.path(), opts()) {
-        Err(Error::Corrupt { path, .. }) => assert_eq!(path, segs[2]),
-        other => panic!("expected Corrupt naming segment 2, got {other:?}"),
-    }
+    expect_corrupt_at(dir.path(), &segs[2]);
 }
