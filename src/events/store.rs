@@ -399,10 +399,17 @@ impl EventStore {
         &self.inner.log
     }
 
-    /// Stops the background thread and closes the log.
+    /// Stops the background thread and closes the log, reporting a failure to make it
+    /// durable (as [`Log::close`]). While a read model started from this store still runs,
+    /// the log stays open for it and closes when the last one stops (unreported, as a drop).
     pub fn close(mut self) -> Result<()> {
         self.shutdown();
-        Ok(())
+        let inner = Arc::clone(&self.inner);
+        drop(self);
+        match Arc::into_inner(inner).and_then(|inner| Arc::into_inner(inner.log)) {
+            Some(log) => log.close(),
+            None => Ok(()),
+        }
     }
 
     fn shutdown(&mut self) {

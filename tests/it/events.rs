@@ -836,3 +836,30 @@ fn racing_removals_of_an_item_exactly_one_wins() {
     });
     assert_eq!(store.read(Consistency::Strong).unwrap().len(), 0);
 }
+
+#[test]
+fn close_reports_a_log_that_could_not_be_made_durable() {
+    use mmlog::Durability;
+    use mmlog::testing::{Fault, PowerLoss};
+
+    let dir = tempfile::tempdir().unwrap();
+    let machine = PowerLoss::new(dir.path(), 1).unwrap();
+    let opts = small().durability(Durability::Buffered);
+    let store = EventStore::open(dir.path(), opts.clone()).unwrap();
+    store.write(1, "not yet durable").unwrap();
+    // The disk dies: the flush at close fails, and close says so.
+    machine.fail_op(1, Fault::Persistent);
+    match store.close() {
+        Err(Error::Poisoned { .. }) => {}
+        other => panic!("expected Poisoned, got {other:?}"),
+    }
+    drop(machine);
+
+    // A healthy close flushes: the write is there after a reopen.
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(dir.path(), opts.clone()).unwrap();
+    let (seq, _) = store.write(1, "kept").unwrap();
+    store.close().unwrap();
+    let store = EventStore::open(dir.path(), opts).unwrap();
+    assert_eq!(store.latest_sequence(), Some(seq));
+}
